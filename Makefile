@@ -1,0 +1,62 @@
+# The two commands: `make run` (the whole system) and `make test` (every test).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+DEVSTACK_DIR ?= .devstack
+
+.PHONY: help install lint typecheck test test-unit test-integration run infra-up infra-down docs schemas bench demo token clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "installing uv (the workspace's package manager) from PyPI"
+	python3 -m pip install --quiet --user uv
+
+.venv/.synced: $(UV) pyproject.toml uv.lock shared/pyproject.toml services/*/pyproject.toml
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+install: .venv/.synced ## install the workspace (uv, locked dependencies)
+
+lint: install ## ruff
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check shared services tests deploy
+
+typecheck: install ## mypy --strict on the shared package and the services
+	$(UV) run --frozen mypy shared/src services/assignment/src services/reminder/src services/insights/src
+
+test: lint typecheck ## lint, type checks and every test (unit, contracts, integration, e2e)
+	$(UV) run --frozen pytest
+
+test-unit: install ## only the tests that need no infrastructure
+	$(UV) run --frozen pytest -m unit
+
+infra-up: install ## start the local Kafka broker and MongoDB server (.devstack/env has their addresses)
+	$(PY) deploy/local/devstack.py up --dir $(DEVSTACK_DIR)
+
+infra-down: ## stop exactly what infra-up started
+	@if [ -x $(PY) ]; then $(PY) deploy/local/devstack.py down --dir $(DEVSTACK_DIR); fi
+
+run: install ## start the infrastructure (unless KAFKA_BOOTSTRAP_SERVERS/MONGODB_URI are set) and every service
+	$(PY) deploy/local/run.py --dir $(DEVSTACK_DIR)
+
+docs: install ## regenerate event schemas and the AsyncAPI documents under docs/
+	$(PY) -m homework_shared.events.schemas write
+	$(PY) deploy/local/asyncapi_docs.py docs/asyncapi
+
+schemas: install ## regenerate the published JSON Schemas (refuses breaking changes to a v1 type)
+	$(PY) -m homework_shared.events.schemas write
+
+bench: install ## run every benchmark and write docs/benchmarks.md
+	$(PY) -m tests.bench.run_all
+
+demo: install ## play the demo scenario against a running `make run`
+	$(PY) -m tests.e2e.demo
+
+token: install ## mint a development JWT: make token ROLE=therapist SUB=t1 PRACTICE=p1
+	@$(PY) -m homework_shared.auth.mint --role $(or $(ROLE),therapist) --sub $(or $(SUB),therapist-1) --practice $(or $(PRACTICE),practice-1)
+
+clean: infra-down
+	rm -rf .venv .devstack .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The homework assignment service."""

@@ -1,0 +1,1 @@
+"""Homework event contracts and the code the homework services share."""

@@ -1,0 +1,72 @@
+"""Session-wide fixtures: real servers for integration tests, unique names, waiting on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from tests.infra import Infra, session_infra
+
+T = TypeVar("T")
+
+TIERS = ("unit", "integration", "contracts", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test by the folder it lives in: tests/unit -> unit, and so on."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        tier = next((p for p in parts if p in TIERS), None)
+        if tier == "contracts":
+            # Contract tests mix pure schema checks and broker round trips; they say which.
+            continue
+        if tier and not any(m.name in ("unit", "integration", "e2e") for m in item.iter_markers()):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    """The real Kafka broker and MongoDB server for this test session."""
+    with tempfile.TemporaryDirectory(prefix="homework-tests-") as tmp, session_infra(Path(tmp)) as found:
+        yield found
+
+
+def unique(prefix: str = "t") -> str:
+    """A name no other test uses: for topics, databases and consumer groups."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def names() -> Callable[[str], str]:
+    return unique
+
+
+@pytest.fixture
+async def mongo(infra: Infra) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_uri)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.05, message: str = "condition"
+) -> T:
+    """Poll ``check`` until it returns a truthy value, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}; last value: {last!r}")
