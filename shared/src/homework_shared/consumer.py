@@ -1,0 +1,205 @@
+"""Consuming events exactly once per consumer group, with bounded retries and a dead-letter topic.
+
+For every Kafka record a subscriber built here:
+
+1. decodes it (:func:`homework_shared.events.decode`); a record that is not a valid event
+   is parked at once on the group's dead-letter topic, with the reason;
+2. applies it in one MongoDB transaction together with the insert of its event id into
+   ``processed_events``: a redelivered event hits the unique id and changes nothing;
+3. on a failure of the apply function, retries with back-off up to ``max_attempts``, then
+   parks the record; on an outage of MongoDB (connection errors) it waits and retries
+   without limit, since the event is fine and parking it would lose it;
+4. commits the Kafka offset only after 1-3 (FastStream ``AckPolicy.NACK_ON_ERROR``, one
+   record at a time): a crash re-reads the record, and step 2 makes that harmless.
+
+Parked records keep their key, body and headers, plus ``dlq_reason``, ``dlq_error``,
+``dlq_original_topic``, ``dlq_original_partition``, ``dlq_original_offset``,
+``dlq_consumer_group`` and ``dlq_failed_at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
+
+from homework_shared.events.envelope import Envelope, EventDecodeError, decode
+from homework_shared.kafka import raw_body
+
+log = logging.getLogger(__name__)
+
+PROCESSED = "processed_events"
+PROCESSED_RETENTION = timedelta(days=30)
+"""Longer than the topics' retention, so any redelivery is still recognised."""
+
+Apply = Callable[[Envelope[Any], AsyncClientSession], Awaitable[None]]
+
+
+class ConsumerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.applied = Counter("events_applied_total", "Events applied", ["type"], registry=registry)
+        self.duplicates = Counter("events_duplicate_total", "Redelivered events skipped", registry=registry)
+        self.parked = Counter(
+            "events_parked_total", "Events parked on the dead-letter topic", ["reason"], registry=registry
+        )
+        self.retries = Counter("events_retried_total", "Attempts to apply an event that failed", registry=registry)
+        self.apply_seconds = Histogram("event_apply_seconds", "Time to apply one event", registry=registry)
+        self.lag = Gauge(
+            "consumer_lag_events", "Records behind the end of the partition", ["topic", "partition"], registry=registry
+        )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionFailure):
+        return True
+    return isinstance(exc, PyMongoError) and (
+        exc.has_error_label("TransientTransactionError") or exc.has_error_label("UnknownTransactionCommitResult")
+    )
+
+
+class EventConsumer:
+    """Subscribes ``apply`` to ``topics`` as consumer group ``group``; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        broker: KafkaBroker,
+        client: AsyncMongoClient[Any],
+        db: AsyncDatabase[Any],
+        topics: list[str],
+        group: str,
+        dead_letter_topic: str,
+        apply: Apply,
+        metrics: ConsumerMetrics,
+        max_attempts: int = 5,
+        base_delay: float = 0.2,
+        max_delay: float = 5.0,
+    ) -> None:
+        self.broker = broker
+        self.client = client
+        self.processed = db[PROCESSED]
+        self.group = group
+        self.dead_letter_topic = dead_letter_topic
+        self.apply = apply
+        self.metrics = metrics
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.subscriber = broker.subscriber(
+            *topics,
+            group_id=group,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            decoder=raw_body,
+            title=f"{group}:consume",
+            description=f"Consumed by consumer group {group}; undecodable or unappliable records go to "
+            f"{dead_letter_topic}.",
+        )
+        self.subscriber(self.handle)
+
+    async def ensure_indexes(self) -> None:
+        await self.processed.create_index(
+            "at", name="processed_ttl", expireAfterSeconds=int(PROCESSED_RETENTION.total_seconds())
+        )
+
+    async def handle(self, msg: KafkaMessage) -> None:
+        """Decode, apply once, retry or park: the whole life of one record."""
+        record = msg.raw_message
+        assert not isinstance(record, tuple)
+        self._observe_lag(msg, record)
+        try:
+            env = decode(record.headers, record.value)
+        except EventDecodeError as exc:
+            await self.park(record, exc.reason, str(exc))
+            return
+        attempt = 0
+        while True:
+            try:
+                with self.metrics.apply_seconds.time():
+                    applied = await self.apply_once(env)
+                if applied:
+                    self.metrics.applied.labels(env.type).inc()
+                else:
+                    self.metrics.duplicates.inc()
+                return
+            except Exception as exc:
+                if _is_transient(exc):
+                    log.warning("database unavailable while applying %s; waiting", env.id)
+                    await asyncio.sleep(self.max_delay / 2)
+                    continue
+                attempt += 1
+                self.metrics.retries.inc()
+                if attempt >= self.max_attempts:
+                    log.exception("giving up on event %s (%s) after %d attempts", env.id, env.type, attempt)
+                    await self.park(record, "apply_failed", f"{type(exc).__name__}: {exc}")
+                    return
+                await asyncio.sleep(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+    async def apply_once(self, env: Envelope[Any]) -> bool:
+        """Apply ``env`` unless this group already did; False for a duplicate."""
+        async with self.client.start_session() as session:
+            try:
+                async with await session.start_transaction():
+                    await self.processed.insert_one(
+                        {"_id": env.id, "type": env.type, "at": datetime.now(UTC)}, session=session
+                    )
+                    await self.apply(env, session)
+            except DuplicateKeyError:
+                if await self.processed.find_one({"_id": env.id}) is not None:
+                    return False
+                raise
+            except OperationFailure as exc:
+                if exc.code == 11000 and await self.processed.find_one({"_id": env.id}) is not None:
+                    return False
+                raise
+        return True
+
+    async def park(self, record: Any, reason: str, error: str) -> None:
+        """Publish the record unchanged to the dead-letter topic, with why and where it came from."""
+        headers = {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)) for k, v in record.headers}
+        headers.update(
+            {
+                "dlq_reason": reason,
+                "dlq_error": error[:2000],
+                "dlq_original_topic": record.topic,
+                "dlq_original_partition": str(record.partition),
+                "dlq_original_offset": str(record.offset),
+                "dlq_consumer_group": self.group,
+                "dlq_failed_at": datetime.now(UTC).isoformat(),
+            }
+        )
+        await self.broker.publish(record.value or b"", self.dead_letter_topic, key=record.key, headers=headers)
+        self.metrics.parked.labels(reason).inc()
+        log.warning(
+            "parked record %s/%s@%s on %s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            self.dead_letter_topic,
+            error[:300],
+        )
+
+    def _observe_lag(self, msg: Any, record: Any) -> None:
+        consumer = getattr(msg, "consumer", None)
+        highwater = getattr(consumer, "highwater", None)
+        if highwater is None:
+            return
+        try:
+            from aiokafka import TopicPartition
+
+            end = highwater(TopicPartition(record.topic, record.partition))
+        except Exception:  # noqa: BLE001 - lag is best effort
+            return
+        if end is not None:
+            self.metrics.lag.labels(record.topic, str(record.partition)).set(max(0, end - record.offset - 1))

@@ -1,0 +1,83 @@
+"""Kafka wiring with safe defaults: one FastStream broker per service, topics created idempotently.
+
+FastStream's defaults are at-most-once (STACK.md); here the producer waits for every
+in-sync replica (``acks="all"``) with idempotence, topics are never auto-created by a
+client, and subscribers get their raw bytes so that our own decoder, not FastStream's
+JSON parser, decides what a bad message is.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
+
+from homework_shared.events.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def make_broker(bootstrap_servers: str, *, client_id: str, **options: Any) -> KafkaBroker:
+    """A FastStream Kafka broker whose producer is idempotent with ``acks=all``."""
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=options.pop("linger_ms", 2),
+        allow_auto_create_topics=False,
+        request_timeout_ms=options.pop("request_timeout_ms", 15_000),
+        graceful_timeout=options.pop("graceful_timeout", 15.0),
+        logger=options.pop("logger", logging.getLogger(f"{client_id}.kafka")),
+        log_level=logging.DEBUG,
+        **options,
+    )
+
+
+async def raw_body(message: StreamMessage[Any]) -> bytes:
+    """A FastStream decoder that hands the undecoded body to the handler (ours decodes)."""
+    return message.body
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    names: list[str],
+    *,
+    partitions: int,
+    replication_factor: int,
+    min_insync_replicas: int,
+    retention_ms: int,
+) -> list[str]:
+    """Create the topics that do not exist yet; existing ones are left alone. Returns those created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="homework-topic-admin")
+    await admin.start()
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        config = {"min.insync.replicas": str(min_insync_replicas), "retention.ms": str(retention_ms)}
+        missing = [
+            NewTopic(n, partitions, replication_factor, topic_configs=config) for n in names if n not in existing
+        ]
+        for topic in missing:
+            try:
+                await admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass  # another replica created it first
+        if created:
+            log.info("created topics", extra={"topics": created})
+    finally:
+        await admin.close()
+    return created
+
+
+def service_topics(topics: Topics, *, consumer_group: str | None) -> list[str]:
+    """The topics a service needs: every event stream, and its own dead-letter topic if it consumes."""
+    names = topics.all_streams()
+    if consumer_group:
+        names.append(topics.dead_letter(consumer_group))
+    return names
