@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, NaiveDatetime, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from homework_shared.events.base import HomeworkEvent
 from homework_shared.events.values import (
@@ -22,6 +22,7 @@ from homework_shared.events.values import (
     FreeText,
     HomeworkKind,
     Id,
+    LocalDateTime,
     ReminderWish,
     Schedule,
     Score10,
@@ -108,7 +109,7 @@ class OccurrenceRef(HomeworkEvent):
 
     assignment_id: Id
     occurrence_id: Annotated[str, Field(min_length=1, max_length=260)]
-    local_start: NaiveDatetime
+    local_start: LocalDateTime
     opens_at: AwareDatetime
     closes_at: AwareDatetime
 
@@ -216,7 +217,7 @@ class OccurrenceMissed(HomeworkEvent):
 
     assignment_id: Id
     occurrence_id: Annotated[str, Field(min_length=1, max_length=260)]
-    local_start: NaiveDatetime
+    local_start: LocalDateTime
     opens_at: AwareDatetime
     closes_at: AwareDatetime
     detected_at: AwareDatetime

@@ -16,6 +16,13 @@ FREE_TEXT = "x-free-text"
 FreeText = Annotated[str, Field(min_length=1, max_length=4000, json_schema_extra={FREE_TEXT: True})]
 Score10 = Annotated[int, Field(ge=0, le=10)]
 Score100 = Annotated[int, Field(ge=0, le=100)]
+LOCAL_TIME = "x-local-time"
+LocalDateTime = Annotated[
+    NaiveDatetime,
+    Field(
+        description="Wall-clock time in the client's time zone, without offset", json_schema_extra={LOCAL_TIME: True}
+    ),
+]
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@\-]*$")]
 
 
@@ -77,8 +84,8 @@ class OnceSchedule(ContractModel):
 
     type: Literal["once"] = "once"
     timezone: TimeZoneName
-    opens_at: NaiveDatetime
-    due_at: NaiveDatetime
+    opens_at: LocalDateTime
+    due_at: LocalDateTime
 
     @model_validator(mode="after")
     def _due_after_opening(self) -> OnceSchedule:
@@ -99,8 +106,8 @@ class RecurringSchedule(ContractModel):
     type: Literal["recurring"] = "recurring"
     timezone: TimeZoneName
     rrule: Annotated[str, Field(min_length=6, max_length=500, examples=["FREQ=DAILY"])]
-    starts_at: NaiveDatetime
-    until: NaiveDatetime | None = None
+    starts_at: LocalDateTime
+    until: LocalDateTime | None = None
     count: Annotated[int, Field(ge=1, le=10_000)] | None = None
     window_minutes: Annotated[int, Field(ge=1, le=60 * 24 * 31)]
 
