@@ -1,0 +1,162 @@
+"""The app factory every service uses: middleware, health and metrics routes, and one error body shape.
+
+Errors always answer ``{"error": code, "message": ...}`` (validation errors: ``{"error":
+"validation_failed", "detail": [{"field": "body.schedule.timezone", "message": ...}]}``); a
+MongoDB that cannot be reached answers 503 ``database_unavailable`` with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pymongo.errors import ConnectionFailure, ExecutionTimeout
+from starlette.exceptions import HTTPException
+from starlette.types import Lifespan
+
+from homework_shared.auth.jwt import TokenVerifier
+from homework_shared.errors import DomainError
+from homework_shared.observability import HttpMetrics, RequestContextMiddleware, ServiceMetrics, new_metrics_registry
+from homework_shared.settings import ServiceSettings
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+DATABASE_RETRY_AFTER_S = 2
+log = logging.getLogger("homework.http")
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    version: str,
+    routers: Sequence[APIRouter] = (),
+    readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+    lifespan: Lifespan[FastAPI] | None = None,
+    token_verifier: TokenVerifier | None = None,
+    readiness_timeout_s: float = 2.0,
+) -> FastAPI:
+    """A FastAPI app with the shared middleware, ``/healthz``, ``/readyz``, ``/metrics`` and error handlers.
+
+    ``app.state`` holds ``settings``, ``token_verifier``, ``metrics_registry``, ``metrics``
+    (a ``ServiceMetrics`` for the service's own metrics) and ``readiness_checks`` (a dict the
+    lifespan may add to once its resources exist: see ``add_readiness_check``).
+    """
+    app = FastAPI(title=title, version=version, lifespan=lifespan, docs_url="/docs", openapi_url="/openapi.json")
+    registry = new_metrics_registry()
+    app.state.settings = settings
+    app.state.token_verifier = token_verifier or TokenVerifier.from_settings(settings)
+    app.state.metrics_registry = registry
+    app.state.metrics = ServiceMetrics(registry)
+    app.state.readiness_checks = dict(readiness_checks or {})
+    app.state.readiness_timeout_s = readiness_timeout_s
+    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
+    add_error_handlers(app)
+    app.include_router(ops_router)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def add_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
+    """Make ``/readyz`` depend on ``check`` too (call it from the lifespan once the resource exists)."""
+    app.state.readiness_checks[name] = check
+
+
+# ---------------------------------------------------------------- health and metrics
+
+ops_router = APIRouter(tags=["operations"])
+
+
+@ops_router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: 200 while the process runs."""
+    return {"status": "ok"}
+
+
+@ops_router.get("/readyz", responses={503: {"description": "a readiness check failed"}})
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: 200 when every check passes within its timeout, 503 naming the checks that did not."""
+    checks: dict[str, ReadinessCheck] = request.app.state.readiness_checks
+    timeout_s: float = request.app.state.readiness_timeout_s
+    outcomes = await asyncio.gather(*(_run_check(check, timeout_s) for check in checks.values()))
+    results = dict(zip(checks, outcomes, strict=True))
+    ready = all(outcome == "ok" for outcome in outcomes)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": results}, status_code=200 if ready else 503
+    )
+
+
+async def _run_check(check: ReadinessCheck, timeout_s: float) -> str:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return "ok" if await check() else "failed"
+    except TimeoutError:
+        return "timeout"
+    except Exception:
+        log.warning("readiness check raised", exc_info=True)
+        return "failed"
+
+
+@ops_router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition of this app's registry."""
+    registry: CollectorRegistry = request.app.state.metrics_registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Map validation errors, ``DomainError``, HTTP errors and an unreachable MongoDB to the shared body shape."""
+    app.add_exception_handler(RequestValidationError, _validation_failed)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ConnectionFailure, _database_unavailable)
+    app.add_exception_handler(ExecutionTimeout, _database_unavailable)
+
+
+def field_path(location: Sequence[Any]) -> str:
+    """``("body", "schedule", "timezone")`` as ``body.schedule.timezone``."""
+    return ".".join(str(part) for part in location)
+
+
+async def _validation_failed(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = [
+        {"field": field_path(error.get("loc", ())), "message": str(error.get("msg", ""))} for error in exc.errors()
+    ]
+    return JSONResponse({"error": "validation_failed", "detail": detail}, status_code=422)
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    try:
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        code = "http_error"
+    return JSONResponse({"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", type(exc).__name__, extra={"error": str(exc)[:500]})
+    return JSONResponse(
+        {"error": "database_unavailable", "message": "the database cannot be reached; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )

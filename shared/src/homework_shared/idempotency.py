@@ -1,0 +1,147 @@
+"""Idempotency-Key for POST routes: a retried request gets the first response again instead of a second write.
+
+The remembered response is inserted in the same transaction as the business write, so both
+commit or neither does. Of two concurrent requests with one key, one commits; the other fails
+on the unique ``_id`` (``DuplicateKeyError``, after ``run_in_transaction`` has retried any
+write conflict) and replays what the first stored. ``respond_idempotently`` does all of this::
+
+    @router.post("/v1/assignments", status_code=201)
+    async def create_assignment(
+        request: Request, payload: AssignmentCreate, principal: TherapistDep, key: IdempotencyKeyDep
+    ) -> Response:
+        async def write(session: AsyncClientSession) -> dict[str, Any]:
+            assignment = await store.insert(payload, session=session)
+            return AssignmentPublic.of(assignment).model_dump(mode="json")
+
+        return await respond_idempotently(client, db, request, principal.sub, key, 201, write)
+
+Keys are per caller (``_id = f"{sub}:{key}"``) and kept 24 hours (TTL index from
+``ensure_idempotency_indexes``). The same key with a different method, path or body answers
+422 ``idempotency_key_reused``, as the IETF Idempotency-Key draft recommends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from homework_shared.errors import Unprocessable
+from homework_shared.mongo import MongoClient, run_in_transaction
+
+COLLECTION = "idempotency_keys"
+KEEP_FOR_S = 24 * 60 * 60
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+Database = AsyncDatabase[dict[str, Any]]
+
+
+def idempotency_key(
+    key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
+) -> str | None:
+    """The request's ``Idempotency-Key`` header, if it has one."""
+    return key
+
+
+IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]
+
+
+class IdempotencyKeyReused(Unprocessable):
+    """The key was already used for a different request."""
+
+    def __init__(self) -> None:
+        super().__init__("idempotency_key_reused", "this Idempotency-Key was used for a different request")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """The response first given for an idempotency key."""
+
+    status: int
+    body: Any
+
+    def to_response(self) -> JSONResponse:
+        """The stored response, marked as a replay."""
+        return JSONResponse(self.body, status_code=self.status, headers={REPLAYED_HEADER: "true"})
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    """What makes two requests the same request: method, path and a SHA-256 of the body."""
+    return f"{method.upper()} {path} {hashlib.sha256(body).hexdigest()}"
+
+
+async def ensure_idempotency_indexes(db: Database) -> None:
+    """Create the TTL index that forgets keys after 24 hours."""
+    await db[COLLECTION].create_index("created_at", expireAfterSeconds=KEEP_FOR_S, name="created_at_ttl")
+
+
+async def replay_or_none(
+    db: Database, principal_sub: str, key: str, fingerprint: str, session: AsyncClientSession | None = None
+) -> StoredResponse | None:
+    """The response stored for this caller's key, None if there is none; ``IdempotencyKeyReused`` on a mismatch."""
+    stored = await db[COLLECTION].find_one({"_id": f"{principal_sub}:{key}"}, session=session)
+    if stored is None:
+        return None
+    if stored["fingerprint"] != fingerprint:
+        raise IdempotencyKeyReused
+    return StoredResponse(status=int(stored["status"]), body=json.loads(stored["body"]))
+
+
+async def remember(
+    db: Database,
+    session: AsyncClientSession,
+    principal_sub: str,
+    key: str,
+    fingerprint: str,
+    status: int,
+    body: Any,
+) -> None:
+    """Store the response inside the caller's transaction; a concurrent twin makes the commit fail on ``_id``."""
+    document = {
+        "_id": f"{principal_sub}:{key}",
+        "fingerprint": fingerprint,
+        "status": status,
+        # Kept as JSON text: any body round-trips exactly, whatever its keys.
+        "body": json.dumps(body, separators=(",", ":")),
+        "created_at": datetime.now(UTC),
+    }
+    await db[COLLECTION].insert_one(document, session=session)
+
+
+async def respond_idempotently(
+    client: MongoClient,
+    db: Database,
+    request: Request,
+    principal_sub: str,
+    key: str | None,
+    status: int,
+    write: Callable[[AsyncClientSession], Awaitable[Any]],
+) -> JSONResponse:
+    """Run ``write`` in a transaction and answer its JSON body; with a key, replay instead of writing twice."""
+    if key is None:
+        return JSONResponse(await run_in_transaction(client, write), status_code=status)
+    fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
+    if (stored := await replay_or_none(db, principal_sub, key, fingerprint)) is not None:
+        return stored.to_response()
+
+    async def write_and_remember(session: AsyncClientSession) -> Any:
+        body = await write(session)
+        await remember(db, session, principal_sub, key, fingerprint, status, body)
+        return body
+
+    try:
+        return JSONResponse(await run_in_transaction(client, write_and_remember), status_code=status)
+    except DuplicateKeyError:
+        # Either a concurrent twin committed first (replay its answer) or the business write clashed.
+        if (stored := await replay_or_none(db, principal_sub, key, fingerprint)) is not None:
+            return stored.to_response()
+        raise

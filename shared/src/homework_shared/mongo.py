@@ -1,0 +1,91 @@
+"""MongoDB access the services share: a client that fails fast, transactions retried on transient errors, a ping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pymongo import AsyncMongoClient, WriteConcern
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import PyMongoError
+
+from homework_shared.settings import ServiceSettings
+
+T = TypeVar("T")
+MongoClient = AsyncMongoClient[dict[str, Any]]
+
+TRANSIENT_TRANSACTION_ERROR = "TransientTransactionError"
+UNKNOWN_COMMIT_RESULT = "UnknownTransactionCommitResult"
+
+log = logging.getLogger("homework.mongo")
+
+
+def make_mongo_client(settings: ServiceSettings) -> MongoClient:
+    """A client for ``settings.mongodb_uri`` that gives up after ``mongo_timeout_ms`` when the server is away."""
+    return AsyncMongoClient(
+        settings.mongodb_uri,
+        appname=settings.service_name,
+        tz_aware=True,
+        retryWrites=True,
+        retryReads=True,
+        serverSelectionTimeoutMS=settings.mongo_timeout_ms,
+        connectTimeoutMS=settings.mongo_timeout_ms,
+        # Long enough for a slow aggregation, short enough that a hung server frees the request.
+        socketTimeoutMS=max(10_000, 5 * settings.mongo_timeout_ms),
+    )
+
+
+async def run_in_transaction(
+    client: MongoClient,
+    fn: Callable[[AsyncClientSession], Awaitable[T]],
+    *,
+    max_attempts: int = 5,
+    backoff_s: float = 0.02,
+) -> T:
+    """Run ``fn(session)`` in a transaction and commit it, retrying the whole on transient errors.
+
+    At most ``max_attempts`` tries, with jittered exponential back-off between them. ``fn`` may
+    run more than once, so it must write only through ``session`` and have no other side effects.
+    """
+    async with client.start_session() as session:
+        for attempt in range(1, max_attempts + 1):
+            await session.start_transaction(write_concern=WriteConcern("majority"))
+            try:
+                result = await fn(session)
+                await _commit(session, max_attempts)
+                return result
+            except PyMongoError as error:
+                if session.in_transaction:
+                    await session.abort_transaction()
+                if not error.has_error_label(TRANSIENT_TRANSACTION_ERROR) or attempt == max_attempts:
+                    raise
+                log.info("transaction retried after a transient error", extra={"attempt": attempt})
+                await asyncio.sleep(backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+            except BaseException:
+                if session.in_transaction:
+                    await session.abort_transaction()
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _commit(session: AsyncClientSession, max_attempts: int) -> None:
+    # pymongo retries a commit once by itself; an unknown result is retried again, the commit being idempotent.
+    for attempt in range(1, max_attempts + 1):
+        try:
+            await session.commit_transaction()
+            return
+        except PyMongoError as error:
+            if not error.has_error_label(UNKNOWN_COMMIT_RESULT) or attempt == max_attempts:
+                raise
+
+
+async def mongo_ping(client: MongoClient) -> bool:
+    """Readiness check: True when the server answers ``ping``."""
+    try:
+        await client.admin.command("ping")
+    except PyMongoError:
+        return False
+    return True

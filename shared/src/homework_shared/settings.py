@@ -1,0 +1,139 @@
+"""The settings every service shares, read only from environment variables, refusing insecure production setups."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Literal, Self, TypeVar
+
+from pydantic import SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - public on purpose, refused in production
+"""The HS256 secret development uses when no key source is set; refused in production."""
+
+MIN_PRODUCTION_SECRET_LENGTH = 32
+SEVEN_DAYS_MS = 7 * 24 * 60 * 60 * 1000
+
+S = TypeVar("S", bound="ServiceSettings")
+
+
+class ConfigError(SystemExit):
+    """Bad configuration: exits the process with code 2; ``str()`` gives one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(2)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "\n".join(f"configuration error: {problem}" for problem in self.problems)
+
+
+class ServiceSettings(BaseSettings):
+    """Base settings of a service; each service subclasses it and sets ``service_name`` and ``mongodb_database``."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False, validate_default=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    service_name: str
+    http_host: str = "0.0.0.0"
+    http_port: int = 8000
+
+    kafka_bootstrap_servers: str
+    topic_prefix: str = "homework"
+    topic_partitions: int = 6
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int = 1
+    topic_retention_ms: int = SEVEN_DAYS_MS
+    # Health data, minimum necessary: free-text notes stay out of events unless this is set.
+    include_free_text: bool = False
+
+    mongodb_uri: str
+    mongodb_database: str
+    # Server selection and connect timeout: with MongoDB down, a write fails in this time instead of 30 s.
+    mongo_timeout_ms: int = 2000
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str = "homework-dev"
+    jwt_audience: str = "homework"
+    jwt_allow_hs256_in_production: bool = False
+
+    shutdown_timeout_s: float = 20.0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables only (and keyword arguments, for tests): no .env file, no secrets directory."""
+        return init_settings, env_settings
+
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _unescape_pem(cls, value: str | None) -> str | None:
+        # A PEM in one environment variable often arrives with literal "\n" for its line breaks.
+        return value.replace("\\n", "\n") if value else None
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _secure_jwt_keys(self) -> Self:
+        has_asymmetric = bool(self.jwt_public_key or self.jwt_jwks_url)
+        if self.environment != "production":
+            if self.jwt_secret is None and not has_asymmetric:
+                self.jwt_secret = SecretStr(DEV_JWT_SECRET)
+            return self
+        if self.jwt_secret is None and not has_asymmetric:
+            raise ValueError("JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL: set at least one JWT key source")
+        if self.jwt_secret is not None:
+            secret = self.jwt_secret.get_secret_value()
+            if secret == DEV_JWT_SECRET:
+                raise ValueError("JWT_SECRET: the development default is refused in production")
+            if len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+                raise ValueError(f"JWT_SECRET: at least {MIN_PRODUCTION_SECRET_LENGTH} characters in production")
+            if not has_asymmetric and not self.jwt_allow_hs256_in_production:
+                raise ValueError(
+                    "JWT_SECRET: HS256 alone is refused in production; set JWT_PUBLIC_KEY or JWT_JWKS_URL, "
+                    "or JWT_ALLOW_HS256_IN_PRODUCTION=true"
+                )
+        return self
+
+    @property
+    def hs256_allowed(self) -> bool:
+        """Whether HS256 tokens signed with ``jwt_secret`` are accepted."""
+        return self.jwt_secret is not None and (self.environment != "production" or self.jwt_allow_hs256_in_production)
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """One line per problem, each naming the environment variable at fault."""
+    problems = []
+    for item in error.errors():
+        variable = ".".join(str(part) for part in item["loc"]).upper()
+        message = str(item["msg"]).removeprefix("Value error, ")
+        # Model-level checks name their variables themselves; field messages ("Field required") get the name here.
+        problems.append(f"{variable}: {message[:1].lower()}{message[1:]}" if variable else message)
+    return problems
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Read ``cls`` from the environment; on bad configuration print why and raise ``ConfigError`` (exit code 2)."""
+    try:
+        return cls(**overrides)
+    except ValidationError as error:
+        failure = ConfigError(describe_validation_error(error))
+        print(failure, file=sys.stderr)
+        raise failure from None
