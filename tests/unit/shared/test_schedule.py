@@ -64,7 +64,7 @@ def test_twenty_hundred_every_day_stays_twenty_hundred_local_across_dst(
     offsets = [round((o.local_start - o.opens_at.replace(tzinfo=None)) / timedelta(hours=1)) for o in occs]
     assert offsets[0] == before_offset
     assert offsets[-1] == after_offset
-    assert [o.occurrence_id for o in occs][0] == f"a1@{first_day:%Y-%m-%dT%H:%M}"
+    assert occs[0].occurrence_id == f"a1@{first_day:%Y-%m-%dT%H:%M}"
 
 
 def test_a_daily_time_inside_the_spring_gap_still_happens_that_day_one_gap_later() -> None:

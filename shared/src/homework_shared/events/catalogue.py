@@ -100,7 +100,7 @@ model, or raises `EventDecodeError` with `reason` one of `missing_header`,
 
 def _type_of(node: dict[str, Any], defs: dict[str, Any]) -> str:
     if "$ref" in node:
-        return node["$ref"].rsplit("/", 1)[-1]
+        return str(node["$ref"]).rsplit("/", 1)[-1]
     if "anyOf" in node:
         parts = [_type_of(n, defs) for n in node["anyOf"] if n.get("type") != "null"]
         return " or ".join(parts) + (" or null" if any(n.get("type") == "null" for n in node["anyOf"]) else "")
