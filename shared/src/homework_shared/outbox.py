@@ -64,12 +64,14 @@ class Outbox:
         source: str,
         include_free_text: bool = False,
         traceparent: Callable[[], str | None] = lambda: None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.collection = db[OUTBOX]
         self.topics = topics
         self.source = source
         self.include_free_text = include_free_text
         self._traceparent = traceparent
+        self._now = now
         self._seq = _Sequence()
         self.staged = asyncio.Event()
 
@@ -93,7 +95,9 @@ class Outbox:
         stage of the same fact a no-op instead of a second event.
         """
         data = event if self.include_free_text else without_free_text(event)
-        env = envelope(data, source=self.source, event_id=event_id, time=time, traceparent=self._traceparent())
+        env = envelope(
+            data, source=self.source, event_id=event_id, time=time or self._now(), traceparent=self._traceparent()
+        )
         record = encode(env)
         doc = {
             "_id": env.id,

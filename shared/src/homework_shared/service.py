@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from homework_shared.clock import Clock, clock_from
 from homework_shared.consumer import Apply, ConsumerMetrics, EventConsumer
 from homework_shared.events.base import Stream
 from homework_shared.events.catalog import EVENT_CLASSES
@@ -54,13 +55,22 @@ class Runtime:
     outbox: Outbox
     relay: OutboxRelay
     registry: CollectorRegistry
+    clock: Clock
     consumers: list[EventConsumer] = field(default_factory=list)
     kafka_ready: asyncio.Event = field(default_factory=asyncio.Event)
     _connect_task: asyncio.Task[None] | None = None
 
     @classmethod
-    def build(cls, settings: ServiceSettings, registry: CollectorRegistry, *, stream: Stream | None) -> Runtime:
+    def build(
+        cls,
+        settings: ServiceSettings,
+        registry: CollectorRegistry,
+        *,
+        stream: Stream | None,
+        clock: Clock | None = None,
+    ) -> Runtime:
         """Wire everything from settings; ``stream`` is the event stream this service publishes to."""
+        clock = clock or clock_from(settings)
         mongo = make_mongo_client(settings)
         db = mongo[settings.mongodb_database]
         topics = Topics(prefix=settings.topic_prefix)
@@ -79,7 +89,7 @@ class Runtime:
                 title=f"{topics.stream(stream)}:publish",
                 description=f"The {stream} event stream (CloudEvents, binary mode; key: client id).",
             )
-        return cls(settings, stream, mongo, db, broker, topics, outbox, relay, registry)
+        return cls(settings, stream, mongo, db, broker, topics, outbox, relay, registry, clock)
 
     def consume(self, streams: list[Stream], apply: Apply, *, group: str | None = None) -> EventConsumer:
         """Apply every event of ``streams`` once, as this service's consumer group."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - public on purpose, refused in production
@@ -64,6 +64,12 @@ class ServiceSettings(BaseSettings):
 
     shutdown_timeout_s: float = 20.0
 
+    # Time compression for demos and tests (see clock.py): with CLOCK_SPEED=720 one real second is
+    # twelve minutes of platform time. All services of one deployment must share these three values.
+    clock_speed: float = Field(default=1.0, gt=0)
+    clock_origin: AwareDatetime | None = None
+    clock_real_origin: AwareDatetime | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -89,6 +95,14 @@ class ServiceSettings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @model_validator(mode="after")
+    def _clock_is_complete(self) -> Self:
+        if self.clock_speed != 1.0 and (self.clock_origin is None or self.clock_real_origin is None):
+            raise ValueError("CLOCK_ORIGIN and CLOCK_REAL_ORIGIN: both are needed when CLOCK_SPEED is not 1")
+        if self.environment == "production" and self.clock_speed != 1.0:
+            raise ValueError("CLOCK_SPEED: time compression is refused in production")
+        return self
 
     @model_validator(mode="after")
     def _secure_jwt_keys(self) -> Self:
