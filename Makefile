@@ -42,8 +42,9 @@ infra-down: ## stop exactly what infra-up started
 run: install ## start the infrastructure (unless KAFKA_BOOTSTRAP_SERVERS/MONGODB_URI are set) and every service
 	$(PY) deploy/local/run.py --dir $(DEVSTACK_DIR)
 
-docs: install ## regenerate event schemas and the AsyncAPI documents under docs/
+docs: install ## regenerate the event schemas, docs/events.md and the AsyncAPI documents in docs/asyncapi/
 	$(PY) -m homework_shared.events.schemas write
+	$(PY) -m homework_shared.events.catalogue docs/events.md
 	$(PY) deploy/local/asyncapi_docs.py docs/asyncapi
 
 schemas: install ## regenerate the published JSON Schemas (refuses breaking changes to a v1 type)

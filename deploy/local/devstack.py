@@ -111,6 +111,8 @@ def kafka_libs() -> Path:
         "-DincludeScope=runtime",
         f"-DoutputDirectory={tmp}",
     ]
+    if os.environ.get("DEVSTACK_MAVEN_REPO"):
+        cmd.append(f"-Dmaven.repo.local={os.environ['DEVSTACK_MAVEN_REPO']}")
     # No -q: the first download prints Maven's progress lines to the console.
     proc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr)
     if proc.returncode != 0:
