@@ -3,48 +3,30 @@
 Starts the local Kafka broker and MongoDB server (unless ``KAFKA_BOOTSTRAP_SERVERS`` and
 ``MONGODB_URI`` point at existing ones), then every service as its own process, prints
 their URLs and waits. Ctrl-C (or SIGTERM) stops the services gracefully, then the stack.
+
+Time compression for the demo: ``make run CLOCK_SPEED=720`` runs platform time 720 times
+faster (one real second is twelve minutes), from the current instant.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import devstack
-
-# name, module run with `python -m`, default HTTP port
-SERVICES = [
-    ("assignment", "homework_assignment", 8001),
-    ("reminder", "homework_reminder", 8002),
-    ("insights", "homework_insights", 8003),
-]
-DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - development mode only
+from processes import SERVICES, ServiceProcess, launch, service_env
 
 
 def built(module: str) -> bool:
     """A service counts as built once its package has a ``__main__`` module."""
     return importlib.util.find_spec(f"{module}.__main__") is not None
-
-
-def wait_ready(url: str, pid: subprocess.Popen[bytes], timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pid.poll() is not None:
-            return False
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310
-            if resp.status == 200:
-                return True
-        time.sleep(0.3)
-    return False
 
 
 def main() -> int:
@@ -69,67 +51,45 @@ def main() -> int:
             return 1
         infra_env = stack.env()
     else:
-        infra_env = {
-            "KAFKA_BOOTSTRAP_SERVERS": os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-            "MONGODB_URI": os.environ["MONGODB_URI"],
-        }
+        infra_env = {k: os.environ[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI")}
+    extra = {}
+    speed = os.environ.get("CLOCK_SPEED", "1")
+    if float(speed) != 1.0:
+        now = datetime.now(UTC).isoformat()
+        extra = {"CLOCK_SPEED": speed, "CLOCK_ORIGIN": os.environ.get("CLOCK_ORIGIN", now), "CLOCK_REAL_ORIGIN": now}
     logs = args.dir.resolve() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    procs: list[tuple[str, subprocess.Popen[bytes], int]] = []
+    names = [name for name, (module, _) in SERVICES.items() if built(module)]
+    ports = {name: int(os.environ.get(f"{name.upper()}_HTTP_PORT", port)) for name, (_, port) in SERVICES.items()}
+    procs: list[ServiceProcess] = []
     try:
-        for name, module, default_port in SERVICES:
-            if not built(module):
-                continue
-            port = int(os.environ.get(f"{name.upper()}_HTTP_PORT", default_port))
-            env = {
-                **os.environ,
-                **infra_env,
-                "HTTP_PORT": str(port),
-                "LOG_FORMAT": os.environ.get("LOG_FORMAT", "json"),
-            }
-            env.setdefault("ENVIRONMENT", "development")
-            env.setdefault("JWT_SECRET", DEV_JWT_SECRET)
-            logfile = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-            proc = subprocess.Popen(
-                [sys.executable, "-m", module],
-                env=env,
-                stdout=logfile,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            logfile.close()
-            procs.append((name, proc, port))
-        for name, proc, port in procs:
-            if not wait_ready(f"http://127.0.0.1:{port}/readyz", proc):
-                devstack.log(f"{name} did not become ready; see {logs / (name + '.log')}")
-                return 1
+        try:
+            procs = launch(names, service_env(infra_env, **extra), logs, ports)
+        except RuntimeError as exc:
+            devstack.log(f"error: {exc}")
+            return 1
         print("\nThe homework platform is running:")
         print(f"  Kafka    {infra_env['KAFKA_BOOTSTRAP_SERVERS']}")
         print(f"  MongoDB  {infra_env['MONGODB_URI']}")
-        for name, _, port in procs:
-            print(
-                f"  {name:<10} http://127.0.0.1:{port}  (API docs: /docs, health: /healthz /readyz, metrics: /metrics)"
-            )
+        for p in procs:
+            print(f"  {p.name:<10} {p.url}  (API docs: /docs, health: /healthz /readyz, metrics: /metrics)")
+        if extra:
+            print(f"  clock    {speed}x real time from {extra['CLOCK_ORIGIN']}")
         print(f"  logs     {logs}")
         print("A development token: make token ROLE=therapist SUB=therapist-1 PRACTICE=practice-1")
         print("Press Ctrl-C to stop.\n", flush=True)
         while not stop:
-            for name, proc, _ in procs:
-                if proc.poll() is not None:
-                    devstack.log(f"{name} exited with {proc.returncode}; see {logs / (name + '.log')}")
+            for p in procs:
+                if not p.alive():
+                    devstack.log(f"{p.name} exited; see {p.logfile}")
                     return 1
             time.sleep(0.5)
         return 0
     finally:
-        for _name, proc, _ in procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-        for name, proc, _ in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                devstack.log(f"{name} did not stop in 30s; killing it")
-                proc.kill()
+        for p in procs:
+            if p.proc is not None and p.proc.poll() is None:
+                p.proc.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.stop(timeout=30)
         if own_stack:
             devstack.down(args.dir)
         devstack.log("stopped")
