@@ -405,6 +405,8 @@ def up(root: Path, brokers: int = 1) -> Stack:
     started = time.monotonic()
     stack = Stack(root=root, kafka_bootstrap="", mongodb_uri="")
     try:
+        check_java()  # fail on a missing tool before anything is started
+        kafka_libs()
         stack.mongodb_uri, stack.pids["mongo"], _ = start_mongo(root)
         _save(stack)
         stack.kafka_bootstrap, kpids, stack.broker_ports = start_kafka(root, brokers)
