@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -94,12 +94,47 @@ class Outbox:
         A deterministic ``event_id`` (e.g. reminder id + due instant) makes a repeated
         stage of the same fact a no-op instead of a second event.
         """
+        doc = self._record(event, event_id, time)
+        try:
+            await self.collection.insert_one(doc, session=session)
+        except DuplicateKeyError:
+            if event_id is None:
+                raise
+        return str(doc["_id"])
+
+    async def stage_many(
+        self,
+        session: AsyncClientSession,
+        events: Sequence[tuple[HomeworkEvent, str | None]],
+        *,
+        time: datetime | None = None,
+    ) -> list[str]:
+        """Stage ``(event, event_id or None)`` pairs with one read and one insert; returns the ids staged.
+
+        Ids already in the outbox are skipped before inserting (a duplicate-key error would abort
+        the caller's transaction on a real MongoDB server), so a repeated fact stays one event.
+        """
+        docs = [self._record(event, event_id, time) for event, event_id in events]
+        if not docs:
+            return []
+        wanted = [d["_id"] for d in docs]
+        seen = {d["_id"] async for d in self.collection.find({"_id": {"$in": wanted}}, {"_id": 1}, session=session)}
+        fresh: list[dict[str, Any]] = []
+        for doc in docs:
+            if doc["_id"] not in seen:
+                seen.add(doc["_id"])
+                fresh.append(doc)
+        if fresh:
+            await self.collection.insert_many(fresh, ordered=True, session=session)
+        return [str(d["_id"]) for d in fresh]
+
+    def _record(self, event: HomeworkEvent, event_id: str | None, time: datetime | None) -> dict[str, Any]:
         data = event if self.include_free_text else without_free_text(event)
         env = envelope(
             data, source=self.source, event_id=event_id, time=time or self._now(), traceparent=self._traceparent()
         )
         record = encode(env)
-        doc = {
+        return {
             "_id": env.id,
             "seq": self._seq.next(),
             "topic": self.topics.stream(event.stream),
@@ -110,12 +145,6 @@ class Outbox:
             "created_at": datetime.now(UTC),
             "state": "pending",
         }
-        try:
-            await self.collection.insert_one(doc, session=session)
-        except DuplicateKeyError:
-            if event_id is None:
-                raise
-        return env.id
 
     def notify(self) -> None:
         """Wake the relay now (call after the transaction committed)."""
