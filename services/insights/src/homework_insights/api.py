@@ -1,0 +1,188 @@
+"""HTTP routes under ``/v1``: a client's figures, the therapist's thresholds, pre-session summaries (JSON and HTML).
+
+Auth: a bearer JWT. A client sees only their own figures (without flags); a therapist or
+admin sees every client of their practice, with flags, and alone sets thresholds and makes
+or reads summaries (403 for a client). Another practice's client or summary answers 404.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from homework_insights.domain import SERIES
+from homework_insights.figures import client_figures
+from homework_insights.report import render_summary
+from homework_insights.store import Doc, MongoStore
+from homework_insights.summaries import PeriodError, build_summary, summary_event
+from homework_shared.auth import PrincipalDep, Role, TherapistDep, can_see_client
+from homework_shared.errors import NotFound, Unprocessable
+from homework_shared.idempotency import IdempotencyKeyDep, respond_idempotently
+from homework_shared.service import Runtime
+
+router = APIRouter(prefix="/v1", tags=["insights"])
+docs_router = APIRouter(tags=["operations"])
+
+
+class ThresholdRuleIn(BaseModel):
+    """Flag when the latest value of ``metric`` is ``at_most`` or ``at_least`` ``value``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field(examples=["mood"], description=f"one of: {', '.join(SERIES)}")
+    direction: Literal["at_most", "at_least"]
+    value: float = Field(ge=0, le=10_000)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in SERIES:
+            raise ValueError(f"unknown metric; use one of {', '.join(SERIES)}")
+        return value
+
+
+class ThresholdsUpdate(BaseModel):
+    """Every threshold of a client, replacing the previous ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[ThresholdRuleIn] = Field(max_length=20)
+
+
+class ThresholdsPublic(ThresholdsUpdate):
+    client_id: str
+
+
+class SummaryCreate(BaseModel):
+    """An optional period; by default since the previous summary (or the first assignment) until now."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    period_from: AwareDatetime | None = Field(default=None, alias="from")
+    period_to: AwareDatetime | None = Field(default=None, alias="to")
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.rt
+    return rt
+
+
+async def visible_client(request: Request, principal: Any, client_id: str) -> Doc:
+    """The client document, or 404 when unknown or not the caller's to see."""
+    client = await MongoStore(runtime(request).db).client(client_id)
+    if client is None or not can_see_client(principal, client_id, client["practice_id"]):
+        raise NotFound("client_not_found", f"no figures for client {client_id}")
+    return client
+
+
+@router.get("/clients/{client_id}/figures")
+async def get_figures(request: Request, client_id: str, principal: PrincipalDep) -> JSONResponse:
+    """The client's figures now: overall, per kind, per assignment, last 7 and 28 days, series, streaks (+ flags)."""
+    await visible_client(request, principal, client_id)
+    rt = runtime(request)
+    figures = await client_figures(
+        MongoStore(rt.db), client_id, rt.clock.now(), with_flags=principal.role is not Role.CLIENT
+    )
+    return JSONResponse(jsonable_encoder(figures))
+
+
+@router.get("/clients/{client_id}/thresholds")
+async def get_thresholds(request: Request, client_id: str, principal: TherapistDep) -> ThresholdsPublic:
+    """The thresholds a therapist set for this client."""
+    await visible_client(request, principal, client_id)
+    doc = await MongoStore(runtime(request).db).thresholds(client_id)
+    return ThresholdsPublic(client_id=client_id, rules=[ThresholdRuleIn(**r) for r in (doc or {}).get("rules", [])])
+
+
+@router.put("/clients/{client_id}/thresholds")
+async def put_thresholds(
+    request: Request, client_id: str, payload: ThresholdsUpdate, principal: TherapistDep
+) -> ThresholdsPublic:
+    """Replace the client's thresholds (e.g. mood at most 3, SUDS peak at least 90); used from the next event on."""
+    client = await visible_client(request, principal, client_id)
+    doc = {"practice_id": client["practice_id"], "rules": [r.model_dump() for r in payload.rules], "by": principal.sub}
+    await MongoStore(runtime(request).db).put_thresholds(client_id, doc)
+    return ThresholdsPublic(client_id=client_id, rules=payload.rules)
+
+
+@router.post("/clients/{client_id}/summaries", status_code=201)
+async def generate_summary(
+    request: Request,
+    client_id: str,
+    principal: TherapistDep,
+    key: IdempotencyKeyDep,
+    payload: Annotated[SummaryCreate | None, Body()] = None,
+) -> JSONResponse:
+    """Generate, store and publish a pre-session summary (``Idempotency-Key`` makes a retry return the same one)."""
+    client = await visible_client(request, principal, client_id)
+    rt = runtime(request)
+    period = payload or SummaryCreate()
+    if period.period_from and period.period_to and period.period_from > period.period_to:
+        raise Unprocessable("invalid_period", "body.from must not be after body.to")
+
+    async def write(session: AsyncClientSession) -> dict[str, Any]:
+        store = MongoStore(rt.db, session, rt.outbox)
+        try:
+            summary = await build_summary(
+                store,
+                client,
+                rt.clock.now(),
+                start=period.period_from,
+                end=period.period_to,
+                generated_by=principal.sub,
+            )
+        except PeriodError as exc:
+            raise Unprocessable("invalid_period", str(exc)) from exc
+        await store.insert_summary(summary)
+        await store.stage(summary_event(summary), f"summary:{summary['_id']}")
+        return public(summary)
+
+    response = await respond_idempotently(rt.mongo, rt.db, request, principal.sub, key, 201, write)
+    rt.outbox.notify()
+    request.app.state.insights_metrics.summaries.inc()
+    return response
+
+
+@router.get("/clients/{client_id}/summaries")
+async def list_summaries(request: Request, client_id: str, principal: TherapistDep) -> JSONResponse:
+    """The client's summaries, newest first (headline figures only)."""
+    await visible_client(request, principal, client_id)
+    found = await MongoStore(runtime(request).db).summaries_of(client_id)
+    keep = ("summary_id", "period_start", "period_end", "generated_at", "headline", "flags")
+    return JSONResponse(jsonable_encoder([{k: v for k, v in public(s).items() if k in keep} for s in found]))
+
+
+async def visible_summary(request: Request, principal: Any, summary_id: str) -> Doc:
+    summary = await MongoStore(runtime(request).db).summary(summary_id)
+    if summary is None or not can_see_client(principal, summary["client_id"], summary["practice_id"]):
+        raise NotFound("summary_not_found", f"no summary {summary_id}")
+    return summary
+
+
+@router.get("/summaries/{summary_id}")
+async def get_summary(request: Request, summary_id: str, principal: TherapistDep) -> JSONResponse:
+    """One summary, as JSON."""
+    return JSONResponse(jsonable_encoder(public(await visible_summary(request, principal, summary_id))))
+
+
+@router.get("/summaries/{summary_id}/html", response_class=HTMLResponse)
+async def get_summary_html(request: Request, summary_id: str, principal: TherapistDep) -> HTMLResponse:
+    """One summary, as the page a therapist reads (inline SVG charts, no external assets)."""
+    return HTMLResponse(render_summary(await visible_summary(request, principal, summary_id)))
+
+
+@docs_router.get("/asyncapi.json", include_in_schema=False)
+async def asyncapi(request: Request) -> JSONResponse:
+    """The AsyncAPI document of the events this service publishes and consumes."""
+    return JSONResponse(runtime(request).asyncapi("homework insights service"))
+
+
+def public(summary: Doc) -> dict[str, Any]:
+    """A stored summary as the API shows it (``summary_id`` instead of ``_id``)."""
+    out = {"summary_id": summary["_id"], **{k: v for k, v in summary.items() if k != "_id"}}
+    return jsonable_encoder(out)  # type: ignore[no-any-return]

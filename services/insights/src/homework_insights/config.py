@@ -1,0 +1,17 @@
+"""Settings of the insights service (environment variables only)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from homework_shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """The shared settings plus what the insights need: the reminder-effect window and the flag minimums."""
+
+    service_name: str = "insights"
+    mongodb_database: str = "homework_insights"
+    http_port: int = 8003
+    # A completion counts as "after a reminder" when it comes at most this many hours after one.
+    reminder_effect_hours: float = Field(default=2.0, gt=0, le=168)

@@ -1,0 +1,36 @@
+"""The consumer's apply function (assignment and reminder streams) and the service's own metrics: thin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from homework_insights.config import Settings
+from homework_insights.handlers import Context, apply_event
+from homework_insights.store import MongoStore
+from homework_shared.consumer import Apply
+from homework_shared.events import Envelope
+from homework_shared.observability import ServiceMetrics
+from homework_shared.service import Runtime
+
+
+class InsightsMetrics:
+    """Summaries generated and alerts raised (consumer lag, events applied and parked come from the shared consumer)."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.summaries = metrics.counter("insights_summaries_generated_total", "Pre-session summaries generated")
+        self.alerts = metrics.counter("insights_alerts_raised_total", "Adherence alerts raised (one per episode)")
+
+
+def make_apply(rt: Runtime, settings: Settings, metrics: InsightsMetrics) -> Apply:
+    """Fold each event into the figures inside the consumer's transaction; alerts go through the outbox."""
+
+    async def apply(env: Envelope[Any], session: AsyncClientSession) -> None:
+        ctx = Context(MongoStore(rt.db, session, rt.outbox), rt.clock.now(), settings.reminder_effect_hours)
+        await apply_event(ctx, env)
+        if ctx.alerts:
+            metrics.alerts.inc(len(ctx.alerts))
+            rt.outbox.notify()
+
+    return apply

@@ -1,0 +1,154 @@
+"""The pre-session summary: what a therapist reads before the next session, over a period of local days.
+
+A period covers the occurrences whose local start date falls from the local date of
+``period_start`` to the local date of ``period_end`` (the client's time zone: that of their
+latest assignment), as known when the summary is generated. By default a summary starts where
+the previous one ended (that boundary day appears in both, so nothing falls between two
+summaries), or at the client's first assignment. Its cost is the period's day documents and
+the assignments active in it, not the history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from homework_insights.domain import SERIES, local_day
+from homework_insights.figures import (
+    AssignmentReading,
+    exposure_view,
+    figures_from,
+    merge_counts,
+    series_view,
+)
+from homework_insights.handlers import rules_of
+from homework_insights.store import Doc, Store
+from homework_shared.events import InsightSummaryGenerated
+
+HEADLINE_CHANGES = ("due", "done", "partial", "skipped", "missed", "adherence_pct", "quality_mean")
+
+
+class PeriodError(ValueError):
+    """A period that ends before it starts."""
+
+
+async def build_summary(
+    store: Store,
+    client: Doc,
+    now: datetime,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    generated_by: str = "",
+) -> Doc:
+    """Compute (not store) a summary for ``client`` over ``[start, end]`` (defaults: see the module docstring)."""
+    client_id = client["_id"]
+    previous = next(iter(await store.summaries_of(client_id, limit=1)), None)
+    end = end or now
+    start = start or (previous["period_end"] if previous else client["first_assignment_at"])
+    if start > end:
+        raise PeriodError("from must not be after to")
+    zone = client["timezone"]
+    first_day, last_day = local_day(start, zone).isoformat(), local_day(end, zone).isoformat()
+    docs = {d["_id"]: d for d in await store.assignments_of(client_id, active_since=start)}
+    days = await store.days_of(client_id, first_day, last_day)
+    for d in days:
+        if d["assignment_id"] not in docs and (found := await store.assignment(d["assignment_id"])) is not None:
+            docs[found["_id"]] = found
+    rules = rules_of(await store.thresholds(client_id))
+    total: dict[str, Any] = {}
+    rows: list[Doc] = []
+    series: list[Doc] = []
+    exposure: list[Doc] = []
+    flags: list[Doc] = []
+    for doc in sorted(docs.values(), key=lambda d: d["created_at"]):
+        if doc["created_at"] > end:
+            continue
+        reading = AssignmentReading(doc, now)
+        mine = [d for d in days if d["assignment_id"] == doc["_id"]]
+        counts = reading.days_counts(mine, first_day, last_day)
+        merge_counts(total, counts)
+        rows.append({**reading.header(), **figures_from(counts), "streak": reading.streak()})
+        for view in series_view(mine):
+            series.append({"assignment_id": doc["_id"], "title": doc["title"], **view})
+        for step in exposure_view(doc):
+            attempts = [a for a in step["attempts"] if start <= a["at"] <= end]
+            if attempts:
+                exposure.append({"assignment_id": doc["_id"], "title": doc["title"], **step, "attempts": attempts})
+        flags.extend(f.to_doc() for f in reading.flags(rules))
+    headline = figures_from(total)
+    return {
+        "_id": f"sum-{uuid.uuid4().hex[:16]}",
+        "client_id": client_id,
+        "practice_id": client["practice_id"],
+        "period_start": start,
+        "period_end": end,
+        "first_day": first_day,
+        "last_day": last_day,
+        "timezone": zone,
+        "generated_at": now,
+        "generated_by": generated_by,
+        "headline": headline,
+        "assignments": rows,
+        "series": series,
+        "exposure": exposure,
+        "barriers": [{"barrier": b, "count": n} for b, n in headline["barriers"].items()],
+        "flags": flags,
+        "changes": changes_since(previous, headline, flags),
+    }
+
+
+def changes_since(previous: Doc | None, headline: dict[str, Any], flags: list[Doc]) -> dict[str, Any] | None:
+    """What moved since the previous summary: headline figures, flags that appeared or went away."""
+    if previous is None:
+        return None
+    before = previous["headline"]
+    figures = {
+        name: {
+            "before": before.get(name),
+            "now": headline.get(name),
+            "change": _delta(before.get(name), headline[name]),
+        }
+        for name in HEADLINE_CHANGES
+    }
+    keys = {(f["key"], f["assignment_id"]) for f in flags}
+    old = {(f["key"], f["assignment_id"]) for f in previous["flags"]}
+    return {
+        "previous_summary_id": previous["_id"],
+        "previous_period_end": previous["period_end"],
+        "figures": figures,
+        "new_flags": [f for f in flags if (f["key"], f["assignment_id"]) not in old],
+        "cleared_flags": [f for f in previous["flags"] if (f["key"], f["assignment_id"]) not in keys],
+    }
+
+
+def _delta(before: Any, now: Any) -> float | None:
+    if isinstance(before, int | float) and isinstance(now, int | float):
+        return round(now - before, 2)
+    return None
+
+
+def summary_event(summary: Doc) -> InsightSummaryGenerated:
+    """The ``insight summary generated`` event of a stored summary."""
+    h = summary["headline"]
+    return InsightSummaryGenerated(
+        client_id=summary["client_id"],
+        practice_id=summary["practice_id"],
+        summary_id=summary["_id"],
+        period_start=summary["period_start"],
+        period_end=summary["period_end"],
+        occurrences_due=h["due"],
+        done=h["done"],
+        partial=h["partial"],
+        skipped=h["skipped"],
+        missed=h["missed"],
+        adherence_pct=h["adherence_pct"],
+        flags=sorted({f["code"] for f in summary["flags"]}),
+        generated_at=summary["generated_at"],
+    )
+
+
+def series_label(metric: str) -> str:
+    info = SERIES.get(metric)
+    return info.label if info else metric
