@@ -1,0 +1,313 @@
+"""HTTP routes under ``/v1``: thin; authorization here, rules in the domain, writes in the handlers.
+
+Every route needs a bearer JWT. Therapists and admins work on the clients of their own practice;
+a client reaches only their own assignments. Another practice's (or client's) assignment
+answers 404, never 403, so ids cannot be probed. Every POST honours ``Idempotency-Key``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import DuplicateKeyError
+
+from homework_assignment.domain import AssignmentStatus, invalid, occurrence_already_resolved
+from homework_assignment.handlers import AssignmentHandlers, StatusAction
+from homework_assignment.models import (
+    AssignmentCreate,
+    AssignmentPage,
+    AssignmentPublic,
+    AssignmentRevise,
+    AuditEntryPublic,
+    AuditPage,
+    CompletionCreate,
+    Cursor,
+    ErrorBody,
+    HistoryPage,
+    OccurrenceList,
+    OccurrencePublic,
+    ResolutionPublic,
+    RevisionPublic,
+    SkipCreate,
+    decode_cursor,
+    encode_cursor,
+)
+from homework_shared.auth import ClientDep, PrincipalDep, TherapistDep
+from homework_shared.idempotency import IdempotencyKeyDep, respond_idempotently
+from homework_shared.service import Runtime
+
+MAX_RANGE = timedelta(days=366)
+DEFAULT_RANGE = timedelta(days=14)
+
+AssignmentId = Annotated[str, Path(min_length=1, max_length=200)]
+OccurrenceId = Annotated[str, Path(min_length=1, max_length=260)]
+Limit = Annotated[int, Query(ge=1, le=200)]
+
+_errors: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No bearer token, or one that does not verify"},
+    403: {"model": ErrorBody, "description": "The caller's role may not do this"},
+    404: {"model": ErrorBody, "description": "No such assignment visible to the caller"},
+    422: {"model": ErrorBody, "description": "Invalid input, naming the field"},
+    503: {"model": ErrorBody, "description": "The database cannot be reached"},
+}
+_writes: dict[int | str, dict[str, Any]] = {
+    **_errors,
+    409: {"model": ErrorBody, "description": "The current state does not allow it"},
+}
+
+router = APIRouter(prefix="/v1", tags=["assignments"])
+
+
+def handlers(request: Request) -> AssignmentHandlers:
+    """The use cases ``app.create`` wired."""
+    found: AssignmentHandlers = request.app.state.handlers
+    return found
+
+
+HandlersDep = Annotated[AssignmentHandlers, Depends(handlers)]
+Write = Callable[[AsyncClientSession], Awaitable[Any]]
+
+
+async def idempotent(request: Request, sub: str, key: str | None, status: int, write: Write) -> JSONResponse:
+    """Run ``write`` in one transaction with its remembered response, then wake the outbox relay."""
+    rt: Runtime = request.app.state.runtime
+    response = await respond_idempotently(rt.mongo, rt.db, request, sub, key, status, write)
+    rt.outbox.notify()
+    return response
+
+
+# ---------------------------------------------------------------- therapists: assignments
+
+
+@router.post("/assignments", status_code=201, response_model=AssignmentPublic, responses=_writes)
+async def create_assignment(
+    request: Request, body: AssignmentCreate, principal: TherapistDep, key: IdempotencyKeyDep, h: HandlersDep
+) -> JSONResponse:
+    """Assign homework to a client of the caller's practice; publishes ``AssignmentCreated``."""
+
+    async def write(session: AsyncClientSession) -> Any:
+        content = body.content(h.clock.now())
+        a = await h.create_assignment(principal, body.client_id, content, session)
+        return AssignmentPublic.of(a).model_dump(mode="json")
+
+    return await idempotent(request, principal.sub, key, 201, write)
+
+
+@router.get("/assignments/{assignment_id}", response_model=AssignmentPublic, responses=_errors)
+async def get_assignment(assignment_id: AssignmentId, principal: PrincipalDep, h: HandlersDep) -> AssignmentPublic:
+    """One assignment: its therapist's practice, or the client it is for."""
+    return AssignmentPublic.of(await h.visible(principal, assignment_id))
+
+
+@router.get("/clients/{client_id}/assignments", response_model=AssignmentPage, responses=_errors)
+async def list_client_assignments(
+    client_id: Annotated[str, Path(min_length=1, max_length=200)],
+    principal: TherapistDep,
+    h: HandlersDep,
+    status: AssignmentStatus | None = None,
+    limit: Limit = 50,
+    cursor: Annotated[Cursor | None, Query()] = None,
+) -> AssignmentPage:
+    """A client's assignments in the caller's practice, newest first, paged."""
+    items, last = await h.assignments_of(principal.practice_id, client_id, status, limit, decode_cursor(cursor))
+    return AssignmentPage(items=[AssignmentPublic.of(a) for a in items], next_cursor=encode_cursor(last))
+
+
+@router.post(
+    "/assignments/{assignment_id}/revisions", status_code=201, response_model=RevisionPublic, responses=_writes
+)
+async def revise_assignment(
+    request: Request,
+    assignment_id: AssignmentId,
+    body: AssignmentRevise,
+    principal: TherapistDep,
+    key: IdempotencyKeyDep,
+    h: HandlersDep,
+) -> JSONResponse:
+    """A new version of instructions, rationale, schedule, target, steps, resources or reminders.
+
+    A new schedule governs the occurrences opening from now on; earlier ones keep the old one.
+    Publishes ``AssignmentRevised`` with the whole new state and the changed fields.
+    """
+
+    async def write(session: AsyncClientSession) -> Any:
+        revision = await h.revise_assignment(principal, assignment_id, body.changes(h.clock.now()), session)
+        return RevisionPublic.of(revision).model_dump(mode="json")
+
+    return await idempotent(request, principal.sub, key, 201, write)
+
+
+@router.get("/assignments/{assignment_id}/revisions", response_model=list[RevisionPublic], responses=_errors)
+async def list_revisions(assignment_id: AssignmentId, principal: PrincipalDep, h: HandlersDep) -> list[RevisionPublic]:
+    """Every version of the assignment's content, oldest first."""
+    return [RevisionPublic.of(doc) for doc in await h.revisions(principal, assignment_id)]
+
+
+def _status_route(action: StatusAction, summary: str) -> None:
+    async def change_status(
+        request: Request, assignment_id: AssignmentId, principal: TherapistDep, key: IdempotencyKeyDep, h: HandlersDep
+    ) -> JSONResponse:
+        async def write(session: AsyncClientSession) -> Any:
+            a = await h.change_status(principal, assignment_id, action, session)
+            return AssignmentPublic.of(a).model_dump(mode="json")
+
+        return await idempotent(request, principal.sub, key, 200, write)
+
+    change_status.__doc__ = summary
+    router.add_api_route(
+        f"/assignments/{{assignment_id}}/{action}",
+        change_status,
+        methods=["POST"],
+        response_model=AssignmentPublic,
+        responses=_writes,
+        name=f"{action}_assignment",
+        summary=f"{action.capitalize()} an assignment",
+    )
+
+
+_status_route("pause", "Pause: nothing is due while paused. Publishes AssignmentPaused; 409 unless active.")
+_status_route("resume", "Resume a paused assignment. Publishes AssignmentResumed; 409 unless paused.")
+_status_route("cancel", "Withdraw the assignment. Publishes AssignmentCancelled; 409 if already over.")
+_status_route("end", "End the assignment now. Publishes AssignmentEnded (ended_by_therapist); 409 if already over.")
+
+
+@router.get("/assignments/{assignment_id}/audit", response_model=AuditPage, responses=_errors)
+async def audit_trail(
+    assignment_id: AssignmentId,
+    principal: TherapistDep,
+    h: HandlersDep,
+    limit: Limit = 100,
+    cursor: Annotated[Cursor | None, Query()] = None,
+) -> AuditPage:
+    """Who changed the assignment, what and when, oldest first."""
+    docs = await h.audit_trail(principal, assignment_id, limit + 1, decode_cursor(cursor))
+    last = docs[limit - 1]["_id"] if len(docs) > limit else None
+    return AuditPage(items=[AuditEntryPublic.of(d) for d in docs[:limit]], next_cursor=encode_cursor(last))
+
+
+# ---------------------------------------------------------------- occurrences
+
+
+@router.get("/assignments/{assignment_id}/occurrences", response_model=OccurrenceList, responses=_errors)
+async def list_occurrences(
+    assignment_id: AssignmentId,
+    principal: PrincipalDep,
+    h: HandlersDep,
+    start: Annotated[AwareDatetime | None, Query(alias="from", description="Default: 7 days ago")] = None,
+    end: Annotated[AwareDatetime | None, Query(alias="to", description="Default: 14 days after from")] = None,
+) -> JSONResponse:
+    """The occurrences opening in [from, to), each with its id, local start, window and status."""
+    start = start or (end - DEFAULT_RANGE if end else h.clock.now() - DEFAULT_RANGE / 2)
+    end = end or start + DEFAULT_RANGE
+    if end <= start:
+        raise invalid("to", "must be after from", "query")
+    if end - start > MAX_RANGE:
+        raise invalid("to", "at most 366 days after from", "query")
+    a, views = await h.occurrences(principal, assignment_id, start, end)
+    body = OccurrenceList(
+        assignment_id=a.id,
+        timezone=a.content.schedule.timezone,
+        start=start,
+        end=end,
+        items=[OccurrencePublic.of(v.occurrence, v.status, v.resolution) for v in views],
+    )
+    return JSONResponse(body.model_dump(mode="json", by_alias=True))
+
+
+@router.post(
+    "/assignments/{assignment_id}/occurrences/{occurrence_id}/completion",
+    status_code=201,
+    response_model=ResolutionPublic,
+    responses=_writes,
+)
+async def record_completion(
+    request: Request,
+    assignment_id: AssignmentId,
+    occurrence_id: OccurrenceId,
+    body: CompletionCreate,
+    principal: ClientDep,
+    key: IdempotencyKeyDep,
+    h: HandlersDep,
+) -> JSONResponse:
+    """The client did an occurrence (done, or partial with a percent); publishes ``CompletionRecorded``."""
+
+    async def write(session: AsyncClientSession) -> Any:
+        r = await h.record_completion(principal, assignment_id, occurrence_id, session, **body.model_dump())
+        return ResolutionPublic.of(r).model_dump(mode="json")
+
+    return await _resolve(request, principal.sub, key, occurrence_id, "completion", write)
+
+
+@router.post(
+    "/assignments/{assignment_id}/occurrences/{occurrence_id}/skip",
+    status_code=201,
+    response_model=ResolutionPublic,
+    responses=_writes,
+)
+async def record_skip(
+    request: Request,
+    assignment_id: AssignmentId,
+    occurrence_id: OccurrenceId,
+    body: SkipCreate,
+    principal: ClientDep,
+    key: IdempotencyKeyDep,
+    h: HandlersDep,
+) -> JSONResponse:
+    """The client did not do an occurrence, and the barrier; publishes ``OccurrenceSkipped``."""
+
+    async def write(session: AsyncClientSession) -> Any:
+        r = await h.record_skip(principal, assignment_id, occurrence_id, session, **body.model_dump())
+        return ResolutionPublic.of(r).model_dump(mode="json")
+
+    return await _resolve(request, principal.sub, key, occurrence_id, "skip", write)
+
+
+async def _resolve(
+    request: Request, sub: str, key: str | None, occurrence_id: str, kind: str, write: Write
+) -> JSONResponse:
+    try:
+        response = await idempotent(request, sub, key, 201, write)
+    except DuplicateKeyError:
+        # The unique occurrence id in resolutions: someone resolved it first (not a retry of ours).
+        raise occurrence_already_resolved(occurrence_id) from None
+    if "Idempotent-Replayed" not in response.headers:
+        resolutions = request.app.state.metrics.counter(
+            "homework_resolutions_total", "Completions and skips recorded", ["type"]
+        )
+        resolutions.labels(kind).inc()
+    return response
+
+
+# ---------------------------------------------------------------- clients: their own
+
+
+@router.get("/me/assignments", response_model=AssignmentPage, responses=_errors)
+async def my_assignments(
+    principal: ClientDep,
+    h: HandlersDep,
+    status: AssignmentStatus | None = None,
+    limit: Limit = 50,
+    cursor: Annotated[Cursor | None, Query()] = None,
+) -> AssignmentPage:
+    """The calling client's assignments, newest first, paged."""
+    items, last = await h.assignments_of(principal.practice_id, principal.sub, status, limit, decode_cursor(cursor))
+    return AssignmentPage(items=[AssignmentPublic.of(a) for a in items], next_cursor=encode_cursor(last))
+
+
+@router.get("/me/history", response_model=HistoryPage, responses=_errors)
+async def my_history(
+    principal: ClientDep,
+    h: HandlersDep,
+    assignment_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: Limit = 50,
+    cursor: Annotated[Cursor | None, Query()] = None,
+) -> HistoryPage:
+    """The calling client's completions and skips, newest first, paged."""
+    items, last = await h.history(principal, assignment_id, limit, decode_cursor(cursor))
+    return HistoryPage(items=[ResolutionPublic.of(r) for r in items], next_cursor=encode_cursor(last))

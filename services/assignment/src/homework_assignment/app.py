@@ -1,0 +1,92 @@
+"""Builds the assignment service from its settings: HTTP app, runtime (MongoDB, Kafka, outbox relay), handlers,
+and the sweep that ends assignments whose schedule is over. Nothing connects until the lifespan starts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from homework_assignment.api import router
+from homework_assignment.config import Settings
+from homework_assignment.domain import InvalidInput
+from homework_assignment.handlers import AssignmentHandlers
+from homework_assignment.store import AssignmentStore
+from homework_shared.clock import Clock
+from homework_shared.http import create_app
+from homework_shared.observability import ServiceMetrics
+from homework_shared.service import Runtime
+from homework_shared.settings import load_settings
+
+TITLE = "Homework assignment service"
+VERSION = "1.0.0"
+
+log = logging.getLogger(__name__)
+
+
+class EndSweeper:
+    """Every ``interval_s`` real seconds, ends the assignments whose last occurrence has closed."""
+
+    def __init__(self, handlers: AssignmentHandlers, interval_s: float, metrics: ServiceMetrics) -> None:
+        self.handlers = handlers
+        self.interval_s = interval_s
+        self.ended = metrics.counter(
+            "assignments_ended_by_schedule_total", "Assignments ended because their schedule is over"
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="end-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.ended.inc(await self.handlers.end_finished_assignments())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("ending finished assignments failed; next sweep retries", exc_info=True)
+            await asyncio.sleep(self.interval_s)
+
+
+async def _invalid_input(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidInput)
+    return JSONResponse({"error": "validation_failed", "detail": exc.fields}, status_code=422)
+
+
+def create(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    """The assignment service's app; its lifespan connects MongoDB and Kafka and starts the relay and sweeper."""
+    settings = settings or load_settings(Settings)
+    app = create_app(settings, title=TITLE, version=VERSION, routers=[router])
+    rt = Runtime.build(settings, app.state.metrics_registry, stream="assignment", clock=clock)
+    store = AssignmentStore(rt.db)
+    handlers = AssignmentHandlers(store, rt.outbox, rt.mongo, rt.clock)
+    sweeper = EndSweeper(handlers, settings.end_sweep_interval_s, app.state.metrics)
+    app.state.runtime = rt
+    app.state.handlers = handlers
+    app.state.sweeper = sweeper
+    app.add_exception_handler(InvalidInput, _invalid_input)
+
+    async def on_start() -> None:
+        await store.ensure_indexes()
+        sweeper.start()
+
+    app.router.lifespan_context = rt.lifespan(on_start, sweeper.stop)
+
+    @app.get("/asyncapi.json", tags=["operations"], include_in_schema=False)
+    async def asyncapi() -> dict[str, Any]:
+        """The AsyncAPI document of the events this service publishes."""
+        return rt.asyncapi(TITLE, VERSION)
+
+    return app

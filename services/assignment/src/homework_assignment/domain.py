@@ -1,0 +1,522 @@
+"""The rules of assignments and their occurrences: pure, no I/O.
+
+The platform-wide occurrence rules (assignment, reminder and insights services agree on them):
+
+* An occurrence O has ``opens_at``/``closes_at`` from ``homework_shared.schedule``. Its *effective
+  window* is ``[max(O.opens_at, created_at), O.closes_at)``; an occurrence whose window closed
+  before the assignment was created does not exist for anyone.
+* O is **void** (not due, no reminders, never missed) if at any instant of its effective window,
+  before O was resolved, the assignment was paused, cancelled or ended. Pausing at P and resuming
+  at Q voids every unresolved occurrence open at P or opening in [P, Q); cancelling or ending at
+  C voids the unresolved occurrence open at C and everything after.
+* A revision at instant R with a new schedule: the old schedule governs occurrences with
+  ``opens_at < R``, the new one those with ``opens_at >= R``. Ids are deterministic
+  (``<assignment_id>@<local start>``), so an id present in both is one occurrence.
+* O is **resolved** by a completion (done, or partial with a percent) or a skip (with a barrier),
+  at most once. A resolution is accepted while O is open, or after it closed only if the
+  assignment allows late completion (then ``late``). Nothing is accepted for a void occurrence,
+  a paused, cancelled or ended assignment, or an occurrence that has not opened yet.
+* O is **missed** when its window closes unresolved and it is not void (the reminder service
+  announces it); a late completion afterwards counts as done, late.
+* An assignment whose last occurrence has closed is ended (reason ``schedule_finished``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, ValidationError
+
+from homework_shared.errors import Conflict, NotFound, Unprocessable
+from homework_shared.events.base import ContractModel
+from homework_shared.events.values import (
+    Barrier,
+    CompletionData,
+    CompletionStatus,
+    ExposureStep,
+    HomeworkKind,
+    OnceSchedule,
+    ReminderWish,
+    Resource,
+    Schedule,
+    Target,
+)
+from homework_shared.schedule import (
+    Occurrence,
+    ScheduleError,
+    ScheduleT,
+    last_close,
+    occurrence_at,
+    occurrences,
+    parse_occurrence_id,
+    to_local,
+    validate_schedule,
+)
+
+MAX_WINDOW = timedelta(days=32)
+"""Longer than any occurrence window (``window_minutes`` is at most 31 days)."""
+CLOCK_SKEW = timedelta(seconds=60)
+"""How far in the future a client's ``completed_at`` may be before it is refused (device clocks drift)."""
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)]
+Rationale = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+
+
+class AssignmentStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    ENDED = "ended"
+
+
+class OccurrenceStatus(StrEnum):
+    """Where an occurrence stands at a given instant."""
+
+    UPCOMING = "upcoming"
+    OPEN = "open"
+    DONE = "done"
+    PARTIAL = "partial"
+    SKIPPED = "skipped"
+    MISSED = "missed"
+    VOID = "void"
+
+
+# ---------------------------------------------------------------- errors
+
+
+class InvalidInput(Unprocessable):
+    """Input that breaks a domain rule, naming each field (within ``location``: body or query) and why."""
+
+    def __init__(self, problems: Iterable[tuple[str, str]], location: str = "body") -> None:
+        self.problems = list(problems)
+        self.location = location
+        super().__init__("validation_failed", "; ".join(f"{field}: {message}" for field, message in self.problems))
+
+    @property
+    def fields(self) -> list[dict[str, str]]:
+        """The problems as the shared error body lists them: ``{"field": "body.steps", "message": ...}``."""
+        return [{"field": f"{self.location}.{field}", "message": message} for field, message in self.problems]
+
+
+def invalid(field: str, message: str, location: str = "body") -> InvalidInput:
+    return InvalidInput([(field, message)], location)
+
+
+def assignment_not_found(assignment_id: str) -> NotFound:
+    return NotFound("assignment_not_found", f"no assignment {assignment_id}")
+
+
+def occurrence_not_found(occurrence_id: str) -> NotFound:
+    return NotFound("occurrence_not_found", f"the assignment has no occurrence {occurrence_id}")
+
+
+def occurrence_already_resolved(occurrence_id: str) -> Conflict:
+    return Conflict("occurrence_already_resolved", f"occurrence {occurrence_id} already has a completion or skip")
+
+
+# ---------------------------------------------------------------- content
+
+
+class AssignmentContent(ContractModel):
+    """What a therapist writes and revises; every revision is a new version of it."""
+
+    kind: HomeworkKind
+    title: Title
+    instructions: LongText
+    rationale: Rationale | None = None
+    schedule: Schedule
+    target: Target | None = None
+    steps: list[ExposureStep] = Field(default_factory=list, max_length=100)
+    resources: list[Resource] = Field(default_factory=list, max_length=20)
+    reminders: list[ReminderWish] = Field(default_factory=list, max_length=10)
+    allow_late_completion: bool = False
+
+
+REVISABLE = ("title", "instructions", "rationale", "schedule", "target", "steps", "resources", "reminders")
+"""The fields a revision may change; kind, client and late completion stay as created."""
+
+
+def once_schedule(timezone: str, opens_at: datetime | None, due_at: datetime, now: datetime) -> OnceSchedule:
+    """A one-off schedule; without ``opens_at`` it opens now, in the client's zone, to the minute."""
+    opens = opens_at if opens_at is not None else to_local(now, timezone).replace(second=0, microsecond=0)
+    try:
+        return OnceSchedule(timezone=timezone, opens_at=opens, due_at=due_at)
+    except ValidationError as error:
+        raise invalid("schedule.due_at", "must be after opens_at" + ("" if opens_at else " (now)")) from error
+
+
+def check_content(content: AssignmentContent) -> None:
+    """Raise ``InvalidInput`` unless the schedule expands and the steps and resources fit the kind."""
+    problems: list[tuple[str, str]] = []
+    try:
+        validate_schedule(content.schedule)
+    except ScheduleError as error:
+        problems.append(("schedule", str(error)))
+    if content.kind is HomeworkKind.EXPOSURE:
+        if not content.steps:
+            problems.append(("steps", "an exposure assignment needs at least one hierarchy step"))
+        numbers = [step.number for step in content.steps]
+        if numbers != list(range(1, len(numbers) + 1)):
+            problems.append(("steps", f"steps must be numbered 1..{len(numbers)} in order, got {numbers}"))
+    elif content.steps:
+        problems.append(("steps", "only an exposure assignment has hierarchy steps"))
+    for n, resource in enumerate(content.resources):
+        if resource.url.scheme not in ("http", "https"):
+            problems.append((f"resources.{n}.url", "must be an http or https link"))
+    if problems:
+        raise InvalidInput(problems)
+
+
+# ---------------------------------------------------------------- the assignment
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """A stretch of time from ``start`` during which the assignment was paused (``end`` None: still is)."""
+
+    start: datetime
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleSegment:
+    """A schedule and the instant from which it governs occurrences (None: from the beginning)."""
+
+    starts: datetime | None
+    schedule: ScheduleT
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One client's homework: its current content, status and the history that decides its occurrences.
+
+    ``version`` counts content revisions (events carry it); ``rev`` counts every change of the
+    document (revisions and status changes), so a write can require that nothing changed since
+    it read.
+    """
+
+    id: str
+    practice_id: str
+    client_id: str
+    therapist_id: str
+    content: AssignmentContent
+    created_at: datetime
+    updated_at: datetime
+    status: AssignmentStatus = AssignmentStatus.ACTIVE
+    version: int = 1
+    rev: int = 1
+    segments: tuple[ScheduleSegment, ...] = ()
+    interruptions: tuple[Interruption, ...] = ()
+    closed_at: datetime | None = None
+    end_reason: str | None = None
+    ends_at: datetime | None = None
+    resolved_count: int = 0
+
+    @classmethod
+    def create(
+        cls, *, id: str, practice_id: str, client_id: str, therapist_id: str, content: AssignmentContent, now: datetime
+    ) -> Assignment:
+        """A new active assignment, refused if its content breaks a rule or every occurrence has closed."""
+        check_content(content)
+        closes = last_close(content.schedule)
+        if closes is None or closes <= now:
+            raise invalid("schedule", "every occurrence of this schedule has already closed")
+        assignment = cls(
+            id=id,
+            practice_id=practice_id,
+            client_id=client_id,
+            therapist_id=therapist_id,
+            content=content,
+            created_at=now,
+            updated_at=now,
+            segments=(ScheduleSegment(None, content.schedule),),
+        )
+        return replace(assignment, ends_at=assignment.last_close())
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is AssignmentStatus.ACTIVE
+
+    @property
+    def paused_at(self) -> datetime | None:
+        if self.status is AssignmentStatus.PAUSED and self.interruptions:
+            return self.interruptions[-1].start
+        return None
+
+    # ------------------------------------------------------------ occurrences
+
+    def _governed(self, index: int, occ: Occurrence) -> bool:
+        starts = self.segments[index].starts
+        following = self.segments[index + 1].starts if index + 1 < len(self.segments) else None
+        return (
+            (starts is None or occ.opens_at >= starts)
+            and (following is None or occ.opens_at < following)
+            and occ.closes_at > self.created_at
+        )
+
+    def occurrence(self, occurrence_id: str) -> Occurrence | None:
+        """The occurrence with this id, or None if the assignment has none such."""
+        try:
+            assignment_id, local_start = parse_occurrence_id(occurrence_id)
+        except ValueError:
+            return None
+        if assignment_id != self.id:
+            return None
+        for index in reversed(range(len(self.segments))):
+            occ = occurrence_at(self.id, self.segments[index].schedule, local_start)
+            if occ is not None and self._governed(index, occ):
+                return occ
+        return None
+
+    def occurrences(self, start: datetime | None, end: datetime | None) -> list[Occurrence]:
+        """The occurrences opening in ``[start, end)``, in order (a later schedule wins on a shared id)."""
+        found: dict[str, Occurrence] = {}
+        for index, segment in enumerate(self.segments):
+            following = self.segments[index + 1].starts if index + 1 < len(self.segments) else None
+            lo = max((t for t in (start, segment.starts) if t is not None), default=None)
+            hi = min((t for t in (end, following) if t is not None), default=None)
+            if lo is not None and hi is not None and lo >= hi:
+                continue
+            for occ in occurrences(self.id, segment.schedule, start=lo, end=hi):
+                if occ.closes_at > self.created_at:
+                    found[occ.occurrence_id] = occ
+        return sorted(found.values(), key=lambda occ: occ.opens_at)
+
+    def last_close(self) -> datetime | None:
+        """When the last occurrence under every schedule it has had closes."""
+        closes: list[datetime] = []
+        last = self.segments[-1]
+        if (final := last_close(last.schedule)) is not None:
+            closes.append(final)
+        for index, segment in enumerate(self.segments[:-1]):
+            following = self.segments[index + 1].starts
+            assert following is not None
+            lo = following - MAX_WINDOW
+            if segment.starts is not None:
+                lo = max(lo, segment.starts)
+            closes += [occ.closes_at for occ in occurrences(self.id, segment.schedule, start=lo, end=following)]
+        return max(closes, default=None)
+
+    def is_void(self, occ: Occurrence) -> bool:
+        """Whether an unresolved occurrence is void: the assignment was interrupted during its window."""
+        for stretch in self.interruptions:
+            if stretch.start < occ.closes_at and (stretch.end is None or stretch.end > occ.opens_at):
+                return True
+        return self.closed_at is not None and self.closed_at < occ.closes_at
+
+    def status_of(self, occ: Occurrence, resolution: Resolution | None, now: datetime) -> OccurrenceStatus:
+        """Where ``occ`` stands at ``now``, given its resolution if it has one."""
+        if resolution is not None:
+            if resolution.type == "skip":
+                return OccurrenceStatus.SKIPPED
+            return OccurrenceStatus.PARTIAL if resolution.status is CompletionStatus.PARTIAL else OccurrenceStatus.DONE
+        if self.is_void(occ):
+            return OccurrenceStatus.VOID
+        if now < occ.opens_at:
+            return OccurrenceStatus.UPCOMING
+        return OccurrenceStatus.OPEN if now < occ.closes_at else OccurrenceStatus.MISSED
+
+    def resolvable(self, occurrence_id: str, now: datetime) -> tuple[Occurrence, bool]:
+        """The occurrence a completion or skip may resolve at ``now``, and whether it is late; raises otherwise."""
+        if not self.is_active:
+            raise Conflict("assignment_not_active", f"the assignment is {self.status.value}; nothing is accepted")
+        occ = self.occurrence(occurrence_id)
+        if occ is None:
+            raise occurrence_not_found(occurrence_id)
+        if self.is_void(occ):
+            raise Conflict("occurrence_void", f"occurrence {occurrence_id} is void: the assignment was paused then")
+        if now < occ.opens_at:
+            raise Conflict("occurrence_not_open", f"occurrence {occurrence_id} opens at {occ.opens_at.isoformat()}")
+        late = now >= occ.closes_at
+        if late and not self.content.allow_late_completion:
+            raise Conflict(
+                "occurrence_closed",
+                f"occurrence {occurrence_id} closed at {occ.closes_at.isoformat()} and this assignment "
+                "does not allow late completion",
+            )
+        return occ, late
+
+    # ------------------------------------------------------------ changes
+
+    def _require(self, action: str, *allowed: AssignmentStatus) -> None:
+        if self.status not in allowed:
+            raise Conflict("invalid_status_transition", f"cannot {action} an assignment that is {self.status.value}")
+
+    def _changed(self, now: datetime, **changes: Any) -> Assignment:
+        return replace(self, rev=self.rev + 1, updated_at=now, **changes)
+
+    def pause(self, now: datetime) -> Assignment:
+        """Paused from ``now``: unresolved occurrences open now or opening until the resume are void."""
+        self._require("pause", AssignmentStatus.ACTIVE)
+        return self._changed(
+            now, status=AssignmentStatus.PAUSED, interruptions=(*self.interruptions, Interruption(now))
+        )
+
+    def resume(self, now: datetime) -> Assignment:
+        """Active again from ``now``."""
+        self._require("resume", AssignmentStatus.PAUSED)
+        *before, current = self.interruptions
+        return self._changed(now, status=AssignmentStatus.ACTIVE, interruptions=(*before, replace(current, end=now)))
+
+    def cancel(self, now: datetime) -> Assignment:
+        """Withdrawn at ``now``: nothing more is due."""
+        self._require("cancel", AssignmentStatus.ACTIVE, AssignmentStatus.PAUSED)
+        return self._changed(now, status=AssignmentStatus.CANCELLED, closed_at=now)
+
+    def end(self, now: datetime, reason: Literal["ended_by_therapist", "schedule_finished"]) -> Assignment:
+        """Over at ``now``, by the therapist or because the schedule has no occurrence left."""
+        self._require("end", AssignmentStatus.ACTIVE, AssignmentStatus.PAUSED)
+        return self._changed(now, status=AssignmentStatus.ENDED, closed_at=now, end_reason=reason)
+
+    def revise(self, changes: Mapping[str, Any], now: datetime) -> tuple[Assignment, list[str]]:
+        """A new version with ``changes`` applied from ``now``, and the names of the fields that changed."""
+        if self.status in (AssignmentStatus.CANCELLED, AssignmentStatus.ENDED):
+            raise Conflict("assignment_not_active", f"the assignment is {self.status.value}; it cannot be revised")
+        unknown = sorted(set(changes) - set(REVISABLE))
+        if unknown:
+            raise invalid(unknown[0], "cannot be revised")
+        content = AssignmentContent(**{**dict(self.content), **changes})
+        changed = [name for name in REVISABLE if getattr(content, name) != getattr(self.content, name)]
+        if not changed:
+            raise Unprocessable("revision_changes_nothing", "the revision changes nothing")
+        check_content(content)
+        segments = self.segments
+        if "schedule" in changed:
+            if next(occurrences(self.id, content.schedule, start=now), None) is None:
+                raise invalid("schedule", "the new schedule has no occurrence from now on")
+            kept = segments[:-1] if segments[-1].starts == now else segments
+            segments = (*kept, ScheduleSegment(now, content.schedule))
+        revised = self._changed(now, content=content, version=self.version + 1, segments=segments)
+        return replace(revised, ends_at=revised.last_close()), changed
+
+
+# ---------------------------------------------------------------- resolutions
+
+_COMPLETION_DATA: TypeAdapter[Any] = TypeAdapter(CompletionData)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What resolves one occurrence: a completion (done or partial) or a skip with its barrier."""
+
+    id: str
+    type: Literal["completion", "skip"]
+    assignment_id: str
+    practice_id: str
+    client_id: str
+    occurrence: Occurrence
+    recorded_at: datetime
+    recorded_by: str
+    late: bool = False
+    status: CompletionStatus | None = None
+    percent: int | None = None
+    quality_rating: int | None = None
+    data: BaseModel | None = None
+    note: str | None = None
+    completed_at: datetime | None = None
+    barrier: Barrier | None = None
+    barrier_text: str | None = None
+
+
+def completion_data(kind: HomeworkKind, raw: Mapping[str, Any] | None, steps: list[ExposureStep]) -> BaseModel | None:
+    """The completion data validated for the assignment's kind (``kind`` may be left out); raises ``InvalidInput``."""
+    if raw is None:
+        try:
+            _COMPLETION_DATA.validate_python({"kind": kind.value})
+        except ValidationError:
+            raise invalid("data", f"a {kind.value} completion needs its data") from None
+        return None
+    given = raw.get("kind", kind.value)
+    if given != kind.value:
+        raise invalid("data.kind", f"must be {kind.value}, the assignment's kind")
+    try:
+        data: BaseModel = _COMPLETION_DATA.validate_python({**raw, "kind": kind.value})
+    except ValidationError as error:
+        raise InvalidInput(
+            (".".join(["data", *(str(p) for p in e["loc"] if p != kind.value)]), e["msg"]) for e in error.errors()
+        ) from None
+    step = getattr(data, "step", None)
+    if kind is HomeworkKind.EXPOSURE and step not in {s.number for s in steps}:
+        raise invalid("data.step", f"step {step} is not in the hierarchy (steps 1-{len(steps)})")
+    return data
+
+
+def record_completion(
+    assignment: Assignment,
+    occurrence_id: str,
+    now: datetime,
+    *,
+    id: str,
+    recorded_by: str,
+    status: CompletionStatus,
+    percent: int | None,
+    quality_rating: int | None,
+    data: Mapping[str, Any] | None,
+    note: str | None,
+    completed_at: datetime | None,
+) -> Resolution:
+    """A completion of an open (or, where allowed, closed) occurrence; raises if a rule refuses it."""
+    occ, late = assignment.resolvable(occurrence_id, now)
+    if status is CompletionStatus.DONE:
+        if percent not in (None, 100):
+            raise invalid("percent", "a done completion is 100 percent; leave percent out or send 100")
+        percent = 100
+    elif percent is None or not 1 <= percent <= 99:
+        raise invalid("percent", "a partial completion needs a percent from 1 to 99")
+    completed = completed_at if completed_at is not None else now
+    if completed > now + CLOCK_SKEW:
+        raise invalid("completed_at", "is in the future")
+    earliest = max(occ.opens_at, assignment.created_at)
+    if completed < earliest:
+        raise invalid("completed_at", f"is before the occurrence opened ({earliest.isoformat()})")
+    return Resolution(
+        id=id,
+        type="completion",
+        assignment_id=assignment.id,
+        practice_id=assignment.practice_id,
+        client_id=assignment.client_id,
+        occurrence=occ,
+        recorded_at=now,
+        recorded_by=recorded_by,
+        late=late,
+        status=status,
+        percent=percent,
+        quality_rating=quality_rating,
+        data=completion_data(assignment.content.kind, data, assignment.content.steps),
+        note=note,
+        completed_at=min(completed, now),
+    )
+
+
+def record_skip(
+    assignment: Assignment,
+    occurrence_id: str,
+    now: datetime,
+    *,
+    id: str,
+    recorded_by: str,
+    barrier: Barrier,
+    barrier_text: str | None,
+) -> Resolution:
+    """A report that an occurrence was not done, with the barrier; the same timing rules as a completion."""
+    occ, late = assignment.resolvable(occurrence_id, now)
+    if barrier is Barrier.OTHER and not barrier_text:
+        raise invalid("barrier_text", "say what the barrier was when it is other")
+    return Resolution(
+        id=id,
+        type="skip",
+        assignment_id=assignment.id,
+        practice_id=assignment.practice_id,
+        client_id=assignment.client_id,
+        occurrence=occ,
+        recorded_at=now,
+        recorded_by=recorded_by,
+        late=late,
+        barrier=barrier,
+        barrier_text=barrier_text,
+    )

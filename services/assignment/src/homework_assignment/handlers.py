@@ -1,0 +1,315 @@
+"""The use cases of the assignment service: each reads, applies a domain rule, and writes the change,
+its event (through the outbox) and its audit entry with the caller's transaction session.
+
+Write handlers take the session of a transaction the caller runs (``run_in_transaction`` or the
+idempotency helper), so they may run more than once and touch nothing but that session.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from homework_assignment import domain
+from homework_assignment.domain import (
+    Assignment,
+    AssignmentContent,
+    AssignmentStatus,
+    OccurrenceStatus,
+    Resolution,
+    assignment_not_found,
+    occurrence_already_resolved,
+)
+from homework_assignment.messaging import assignment_created, assignment_revised, resolution_event, status_changed
+from homework_assignment.store import AssignmentStore, Doc
+from homework_shared.auth import Principal, can_see_client
+from homework_shared.clock import Clock
+from homework_shared.errors import Conflict
+from homework_shared.events.values import Barrier, CompletionStatus
+from homework_shared.mongo import MongoClient, run_in_transaction
+from homework_shared.observability import current_request_id, current_trace_id
+from homework_shared.outbox import Outbox
+from homework_shared.schedule import Occurrence
+
+log = logging.getLogger(__name__)
+
+StatusAction = Literal["pause", "resume", "cancel", "end"]
+SYSTEM = "system:schedule"
+
+_last_micros = 0
+
+
+def new_id(prefix: str) -> str:
+    """A unique id that sorts by creation time: ``asg-0006123456789a1b2c3``."""
+    global _last_micros
+    _last_micros = max(_last_micros + 1, time.time_ns() // 1000)
+    return f"{prefix}-{_last_micros:014x}{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class OccurrenceView:
+    """An occurrence, where it stands, and its completion or skip if it has one."""
+
+    occurrence: Occurrence
+    status: OccurrenceStatus
+    resolution: Resolution | None
+
+
+class AssignmentHandlers:
+    """The use cases, with their dependencies passed in."""
+
+    def __init__(self, store: AssignmentStore, outbox: Outbox, client: MongoClient, clock: Clock) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.client = client
+        self.clock = clock
+
+    # ------------------------------------------------------------ reads
+
+    async def visible(
+        self, principal: Principal, assignment_id: str, session: AsyncClientSession | None = None
+    ) -> Assignment:
+        """The assignment if ``principal`` may see it; 404 otherwise, whether it exists or not."""
+        a = await self.store.get(assignment_id, session)
+        if a is None or not can_see_client(principal, a.client_id, a.practice_id):
+            raise assignment_not_found(assignment_id)
+        return a
+
+    async def assignments_of(
+        self, practice_id: str, client_id: str, status: AssignmentStatus | None, limit: int, after: str | None
+    ) -> tuple[list[Assignment], str | None]:
+        """A page of a client's assignments and the id to continue after (None on the last page)."""
+        found = await self.store.page(practice_id, client_id, status, limit + 1, after)
+        return found[:limit], (found[limit - 1].id if len(found) > limit else None)
+
+    async def revisions(self, principal: Principal, assignment_id: str) -> list[Doc]:
+        await self.visible(principal, assignment_id)
+        return await self.store.revisions_of(assignment_id)
+
+    async def occurrences(
+        self, principal: Principal, assignment_id: str, start: datetime, end: datetime
+    ) -> tuple[Assignment, list[OccurrenceView]]:
+        """The occurrences opening in ``[start, end)`` with their status now."""
+        a = await self.visible(principal, assignment_id)
+        found = a.occurrences(start, end)
+        resolutions = await self.store.resolutions_of([occ.occurrence_id for occ in found]) if found else {}
+        now = self.clock.now()
+        views = []
+        for occ in found:
+            resolution = resolutions.get(occ.occurrence_id)
+            views.append(OccurrenceView(occ, a.status_of(occ, resolution, now), resolution))
+        return a, views
+
+    async def history(
+        self, principal: Principal, assignment_id: str | None, limit: int, after: str | None
+    ) -> tuple[list[Resolution], str | None]:
+        """A page of the calling client's completions and skips, newest first."""
+        found = await self.store.history(principal.practice_id, principal.sub, assignment_id, limit + 1, after)
+        cursor = found[limit - 1].id.split("-", 1)[1] if len(found) > limit else None
+        return found[:limit], cursor
+
+    async def audit_trail(self, principal: Principal, assignment_id: str, limit: int, after: str | None) -> list[Doc]:
+        await self.visible(principal, assignment_id)
+        return await self.store.audit_of(assignment_id, limit, after)
+
+    # ------------------------------------------------------------ writes
+
+    async def create_assignment(
+        self, principal: Principal, client_id: str, content: AssignmentContent, session: AsyncClientSession
+    ) -> Assignment:
+        """A new assignment for ``client_id`` in the therapist's practice; stages ``AssignmentCreated``."""
+        now = self.clock.now()
+        a = Assignment.create(
+            id=new_id("asg"),
+            practice_id=principal.practice_id,
+            client_id=client_id,
+            therapist_id=principal.sub,
+            content=content,
+            now=now,
+        )
+        await self.store.insert(a, session)
+        await self.store.insert_revision(a, [], principal.sub, session)
+        await self.outbox.stage(session, assignment_created(a), time=now)
+        await self._audit(session, principal, "create", None, a, now)
+        return a
+
+    async def revise_assignment(
+        self, principal: Principal, assignment_id: str, changes: Mapping[str, Any], session: AsyncClientSession
+    ) -> Doc:
+        """A new version of the content, history kept; stages ``AssignmentRevised``. Returns the revision."""
+        before = await self.visible(principal, assignment_id, session)
+        now = self.clock.now()
+        after, changed = before.revise(changes, now)
+        await self.store.replace(before, after, session)
+        revision = await self.store.insert_revision(after, changed, principal.sub, session)
+        await self.outbox.stage(session, assignment_revised(after, changed), time=now)
+        await self._audit(session, principal, "revise", before, after, now, changed=changed)
+        return revision
+
+    async def change_status(
+        self, principal: Principal, assignment_id: str, action: StatusAction, session: AsyncClientSession
+    ) -> Assignment:
+        """Pause, resume, cancel or end; stages the matching event. 409 naming the status if not allowed."""
+        before = await self.visible(principal, assignment_id, session)
+        now = self.clock.now()
+        match action:
+            case "pause":
+                after = before.pause(now)
+            case "resume":
+                after = before.resume(now)
+            case "cancel":
+                after = before.cancel(now)
+            case "end":
+                after = before.end(now, "ended_by_therapist")
+        await self.store.replace(before, after, session)
+        await self.outbox.stage(session, status_changed(after, now), time=now)
+        await self._audit(session, principal, action, before, after, now)
+        return after
+
+    async def record_completion(
+        self,
+        principal: Principal,
+        assignment_id: str,
+        occurrence_id: str,
+        session: AsyncClientSession,
+        *,
+        status: CompletionStatus,
+        percent: int | None,
+        quality_rating: int | None,
+        data: Mapping[str, Any] | None,
+        note: str | None,
+        completed_at: datetime | None,
+    ) -> Resolution:
+        """The client did an occurrence; stages ``CompletionRecorded``. ``DuplicateKeyError`` if already resolved."""
+        a = await self.visible(principal, assignment_id, session)
+        now = self.clock.now()
+        try:
+            r = domain.record_completion(
+                a,
+                occurrence_id,
+                now,
+                id=new_id("cmp"),
+                recorded_by=principal.sub,
+                status=status,
+                percent=percent,
+                quality_rating=quality_rating,
+                data=data,
+                note=note,
+                completed_at=completed_at,
+            )
+        except Conflict:
+            await self._refuse_if_resolved(occurrence_id, session)
+            raise
+        return await self._resolve(principal, a, r, session)
+
+    async def record_skip(
+        self,
+        principal: Principal,
+        assignment_id: str,
+        occurrence_id: str,
+        session: AsyncClientSession,
+        *,
+        barrier: Barrier,
+        barrier_text: str | None,
+    ) -> Resolution:
+        """The client did not do an occurrence, and why; stages ``OccurrenceSkipped``."""
+        a = await self.visible(principal, assignment_id, session)
+        now = self.clock.now()
+        try:
+            r = domain.record_skip(
+                a,
+                occurrence_id,
+                now,
+                id=new_id("skp"),
+                recorded_by=principal.sub,
+                barrier=barrier,
+                barrier_text=barrier_text,
+            )
+        except Conflict:
+            await self._refuse_if_resolved(occurrence_id, session)
+            raise
+        return await self._resolve(principal, a, r, session)
+
+    async def _refuse_if_resolved(self, occurrence_id: str, session: AsyncClientSession) -> None:
+        # "Already resolved" says more than "closed" or "paused" when both are true.
+        if await self.store.is_resolved(occurrence_id, session):
+            raise occurrence_already_resolved(occurrence_id)
+
+    async def _resolve(
+        self, principal: Principal, a: Assignment, r: Resolution, session: AsyncClientSession
+    ) -> Resolution:
+        await self.store.insert_resolution(r, session)
+        await self.store.count_resolution(a, session)
+        await self.outbox.stage(session, resolution_event(r, a.content.kind), time=r.recorded_at)
+        await self._audit(session, principal, r.type, a, a, r.recorded_at, occurrence_id=r.occurrence.occurrence_id)
+        return r
+
+    # ------------------------------------------------------------ the schedule
+
+    async def end_finished_assignments(self, limit: int = 100) -> int:
+        """End active or paused assignments whose last occurrence has closed; returns how many it ended.
+
+        Safe with several replicas: each end is a conditional update in its own transaction, and
+        its event id is deterministic.
+        """
+        now = self.clock.now()
+        ended = 0
+        for assignment_id in await self.store.due_to_end(now, limit):
+
+            async def end_one(session: AsyncClientSession, assignment_id: str = assignment_id) -> bool:
+                before = await self.store.get(assignment_id, session)
+                if before is None or before.status not in (AssignmentStatus.ACTIVE, AssignmentStatus.PAUSED):
+                    return False
+                if before.ends_at is None or before.ends_at > now:
+                    return False
+                after = before.end(before.ends_at, "schedule_finished")
+                await self.store.replace(before, after, session)
+                event = status_changed(after, before.ends_at)
+                await self.outbox.stage(session, event, event_id=f"ended:{assignment_id}", time=now)
+                await self._audit(session, None, "end", before, after, now, reason="schedule_finished")
+                return True
+
+            try:
+                ended += await run_in_transaction(self.client, end_one)
+            except Conflict:
+                log.info("assignment %s changed while being ended; next sweep retries", assignment_id)
+        if ended:
+            self.outbox.notify()
+        return ended
+
+    # ------------------------------------------------------------ audit
+
+    async def _audit(
+        self,
+        session: AsyncClientSession,
+        principal: Principal | None,
+        action: str,
+        before: Assignment | None,
+        after: Assignment,
+        now: datetime,
+        **details: Any,
+    ) -> None:
+        entry: Doc = {
+            "_id": new_id("aud"),
+            "at": now,
+            "actor": {"sub": principal.sub, "role": principal.role.value}
+            if principal
+            else {"sub": SYSTEM, "role": "system"},
+            "practice_id": after.practice_id,
+            "client_id": after.client_id,
+            "assignment_id": after.id,
+            "action": action,
+            "before": {"version": before.version, "status": before.status.value} if before else None,
+            "after": {"version": after.version, "status": after.status.value},
+            "request_id": current_request_id(),
+            "trace_id": current_trace_id(),
+            **details,
+        }
+        await self.store.audit(entry, session)

@@ -1,0 +1,334 @@
+"""Request and response bodies of the HTTP API: ``XCreate`` / ``XRevise`` in, ``XPublic`` out."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from homework_assignment.domain import (
+    REVISABLE,
+    Assignment,
+    AssignmentContent,
+    AssignmentStatus,
+    LongText,
+    OccurrenceStatus,
+    Rationale,
+    Resolution,
+    Title,
+    invalid,
+    once_schedule,
+)
+from homework_shared.events.values import (
+    Barrier,
+    CompletionStatus,
+    ExposureStep,
+    FreeText,
+    HomeworkKind,
+    Id,
+    LocalDateTime,
+    OnceSchedule,
+    RecurringSchedule,
+    ReminderWish,
+    Resource,
+    Schedule,
+    Score10,
+    Target,
+    TimeZoneName,
+)
+from homework_shared.schedule import Occurrence
+
+Cursor = Annotated[str, Field(min_length=1, max_length=400)]
+
+
+class RequestBody(BaseModel):
+    """A request body: unknown fields are refused, by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class OnceScheduleCreate(RequestBody):
+    """A one-off: open from ``opens_at`` (default: now, in the client's zone) until ``due_at``, local times."""
+
+    type: Literal["once"] = "once"
+    timezone: TimeZoneName
+    opens_at: LocalDateTime | None = None
+    due_at: LocalDateTime
+
+
+ScheduleCreate = Annotated[OnceScheduleCreate | RecurringSchedule, Field(discriminator="type")]
+
+
+def _schedule(value: OnceScheduleCreate | RecurringSchedule, now: datetime) -> OnceSchedule | RecurringSchedule:
+    if isinstance(value, OnceScheduleCreate):
+        return once_schedule(value.timezone, value.opens_at, value.due_at, now)
+    return value
+
+
+class AssignmentCreate(RequestBody):
+    """A new assignment for one client of the therapist's practice."""
+
+    client_id: Id
+    kind: HomeworkKind
+    title: Title
+    instructions: LongText
+    rationale: Rationale | None = Field(default=None, description="Why this homework; a stated rationale helps")
+    schedule: ScheduleCreate
+    target: Target | None = None
+    steps: list[ExposureStep] = Field(default_factory=list, max_length=100, description="Exposure hierarchy, 1..n")
+    resources: list[Resource] = Field(default_factory=list, max_length=20)
+    reminders: list[ReminderWish] = Field(default_factory=list, max_length=10)
+    allow_late_completion: bool = False
+
+    def content(self, now: datetime) -> AssignmentContent:
+        """The content this request asks for, a one-off's opening defaulted to ``now``."""
+        fields = {name: getattr(self, name) for name in AssignmentContent.model_fields}
+        return AssignmentContent(**{**fields, "schedule": _schedule(self.schedule, now)})
+
+
+class AssignmentRevise(RequestBody):
+    """The fields to change; those left out stay as they are. ``rationale`` and ``target`` may be null."""
+
+    title: Title | None = None
+    instructions: LongText | None = None
+    rationale: Rationale | None = None
+    schedule: ScheduleCreate | None = None
+    target: Target | None = None
+    steps: list[ExposureStep] | None = Field(default=None, max_length=100)
+    resources: list[Resource] | None = Field(default=None, max_length=20)
+    reminders: list[ReminderWish] | None = Field(default=None, max_length=10)
+
+    def changes(self, now: datetime) -> dict[str, Any]:
+        """The fields the request sets, refused by name when null where null means nothing."""
+        changes: dict[str, Any] = {}
+        for name in REVISABLE:
+            if name not in self.model_fields_set:
+                continue
+            value = getattr(self, name)
+            if value is None and name not in ("rationale", "target"):
+                raise invalid(name, "cannot be null; leave it out to keep it")
+            changes[name] = _schedule(value, now) if name == "schedule" else value
+        return changes
+
+
+class CompletionCreate(RequestBody):
+    """A completion of one occurrence. ``data`` is validated for the assignment's kind (``kind`` may be left out)."""
+
+    status: CompletionStatus = CompletionStatus.DONE
+    percent: Annotated[int, Field(ge=1, le=100)] | None = Field(default=None, description="Required when partial")
+    quality_rating: Score10 | None = Field(default=None, description="Effort or quality, 0-10")
+    data: dict[str, Any] | None = Field(
+        default=None,
+        description="Per kind: mood_log {mood, intensity, trigger, felt_at}; thought_record {situation, "
+        "automatic_thought, emotion, evidence_for, evidence_against, alternative_thought, "
+        "emotion_intensity_before, emotion_intensity_after}; behavioural_activation {activity, planned, done, "
+        "pleasure, mastery}; exposure {step, suds_before, suds_peak, suds_after, duration_minutes}; "
+        "communication_practice {situation, what_was_said, outcome_rating}; mindfulness {minutes, rating}; "
+        "reading {pages, reflections}; custom {values, text}. See docs/events.md.",
+    )
+    note: FreeText | None = None
+    completed_at: AwareDatetime | None = Field(default=None, description="Default: now")
+
+
+class SkipCreate(RequestBody):
+    """An occurrence not done, and why."""
+
+    barrier: Barrier
+    barrier_text: FreeText | None = Field(default=None, description="Required when the barrier is other")
+
+
+# ---------------------------------------------------------------- responses
+
+
+class AssignmentPublic(BaseModel):
+    id: str
+    practice_id: str
+    client_id: str
+    therapist_id: str
+    kind: HomeworkKind
+    title: str
+    instructions: str
+    rationale: str | None
+    schedule: Schedule
+    target: Target | None
+    steps: list[ExposureStep]
+    resources: list[Resource]
+    reminders: list[ReminderWish]
+    allow_late_completion: bool
+    status: AssignmentStatus
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    paused_at: datetime | None
+    closed_at: datetime | None = Field(description="When it was cancelled or ended")
+    end_reason: str | None
+    ends_at: datetime | None = Field(description="When its last occurrence closes")
+    resolved_count: int
+
+    @classmethod
+    def of(cls, a: Assignment) -> AssignmentPublic:
+        return cls(
+            id=a.id,
+            practice_id=a.practice_id,
+            client_id=a.client_id,
+            therapist_id=a.therapist_id,
+            **a.content.model_dump(),
+            status=a.status,
+            version=a.version,
+            created_at=a.created_at,
+            updated_at=a.updated_at,
+            paused_at=a.paused_at,
+            closed_at=a.closed_at,
+            end_reason=a.end_reason,
+            ends_at=a.ends_at,
+            resolved_count=a.resolved_count,
+        )
+
+
+class AssignmentPage(BaseModel):
+    items: list[AssignmentPublic]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last")
+
+
+class RevisionPublic(BaseModel):
+    assignment_id: str
+    version: int
+    changed: list[str] = Field(description="Fields changed from the previous version; empty for version 1")
+    revised_at: datetime
+    revised_by: str
+    content: AssignmentContent
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> RevisionPublic:
+        return cls(**{k: v for k, v in doc.items() if k != "_id"})
+
+
+class ResolutionPublic(BaseModel):
+    """A completion or a skip."""
+
+    id: str
+    type: Literal["completion", "skip"]
+    assignment_id: str
+    occurrence_id: str
+    local_start: datetime
+    opens_at: datetime
+    closes_at: datetime
+    recorded_at: datetime
+    late: bool
+    status: CompletionStatus | None = None
+    percent: int | None = None
+    quality_rating: int | None = None
+    data: dict[str, Any] | None = None
+    note: str | None = None
+    completed_at: datetime | None = None
+    barrier: Barrier | None = None
+    barrier_text: str | None = None
+
+    @classmethod
+    def of(cls, r: Resolution) -> ResolutionPublic:
+        occ = r.occurrence
+        return cls(
+            id=r.id,
+            type=r.type,
+            assignment_id=r.assignment_id,
+            occurrence_id=occ.occurrence_id,
+            local_start=occ.local_start,
+            opens_at=occ.opens_at,
+            closes_at=occ.closes_at,
+            recorded_at=r.recorded_at,
+            late=r.late,
+            status=r.status,
+            percent=r.percent,
+            quality_rating=r.quality_rating,
+            data=r.data.model_dump(mode="json", exclude_none=True) if r.data is not None else None,
+            note=r.note,
+            completed_at=r.completed_at,
+            barrier=r.barrier,
+            barrier_text=r.barrier_text,
+        )
+
+
+class HistoryPage(BaseModel):
+    items: list[ResolutionPublic]
+    next_cursor: str | None
+
+
+class OccurrencePublic(BaseModel):
+    occurrence_id: str
+    local_start: datetime = Field(description="Scheduled start, local wall time in the client's zone")
+    opens_at: datetime
+    closes_at: datetime
+    status: OccurrenceStatus
+    resolution: ResolutionPublic | None = None
+
+    @classmethod
+    def of(cls, occ: Occurrence, status: OccurrenceStatus, resolution: Resolution | None) -> OccurrencePublic:
+        return cls(
+            occurrence_id=occ.occurrence_id,
+            local_start=occ.local_start,
+            opens_at=occ.opens_at,
+            closes_at=occ.closes_at,
+            status=status,
+            resolution=ResolutionPublic.of(resolution) if resolution else None,
+        )
+
+
+class OccurrenceList(BaseModel):
+    assignment_id: str
+    timezone: str
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    items: list[OccurrencePublic]
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class AuditEntryPublic(BaseModel):
+    id: str
+    at: datetime
+    actor: dict[str, str]
+    action: str
+    assignment_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+    occurrence_id: str | None = None
+    changed: list[str] | None = None
+    reason: str | None = None
+    request_id: str | None = None
+    trace_id: str | None = None
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> AuditEntryPublic:
+        return cls(id=doc["_id"], **{k: v for k, v in doc.items() if k in cls.model_fields and k != "id"})
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryPublic]
+    next_cursor: str | None
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str | None = None
+    detail: list[dict[str, str]] | None = None
+
+
+# ---------------------------------------------------------------- cursors
+
+
+def encode_cursor(value: str | None) -> str | None:
+    """An opaque page cursor for the last key of a page."""
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=") if value else None
+
+
+def decode_cursor(value: str | None) -> str | None:
+    """The key a cursor stands for; 422 naming ``cursor`` if it is not one of ours."""
+    if value is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise invalid("cursor", "not a cursor this service gave out", "query") from None

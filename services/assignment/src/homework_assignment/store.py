@@ -1,0 +1,291 @@
+"""MongoDB collections of the assignment service, with an index for every query it makes.
+
+* ``assignments``: one document per assignment (current content, status, schedule history).
+* ``revisions``: every version of an assignment's content, version 1 included.
+* ``resolutions``: completions and skips, ``_id`` = occurrence id, so an occurrence is resolved at most once.
+* ``audit_log``: who changed what and when, written in the same transaction as the change.
+
+Schedules and other content are stored as their JSON form (local times stay naive strings);
+instants are BSON dates, so they index and compare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from homework_assignment.domain import (
+    Assignment,
+    AssignmentContent,
+    AssignmentStatus,
+    Interruption,
+    Resolution,
+    ScheduleSegment,
+)
+from homework_shared.errors import Conflict
+from homework_shared.events.values import Barrier, CompletionData, CompletionStatus, Schedule
+from homework_shared.schedule import Occurrence
+
+Doc = dict[str, Any]
+Session = AsyncClientSession | None
+
+_SCHEDULE: TypeAdapter[Any] = TypeAdapter(Schedule)
+_DATA: TypeAdapter[Any] = TypeAdapter(CompletionData)
+OPEN_STATUSES = [AssignmentStatus.ACTIVE.value, AssignmentStatus.PAUSED.value]
+
+
+def _naive_local(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+# ---------------------------------------------------------------- documents
+
+
+def assignment_doc(a: Assignment) -> Doc:
+    """The stored form of an assignment."""
+    return {
+        "_id": a.id,
+        "practice_id": a.practice_id,
+        "client_id": a.client_id,
+        "therapist_id": a.therapist_id,
+        "content": a.content.model_dump(mode="json"),
+        "status": a.status.value,
+        "version": a.version,
+        "rev": a.rev,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+        "segments": [
+            {"starts": s.starts, "schedule": _SCHEDULE.dump_python(s.schedule, mode="json")} for s in a.segments
+        ],
+        "interruptions": [{"start": i.start, "end": i.end} for i in a.interruptions],
+        "closed_at": a.closed_at,
+        "end_reason": a.end_reason,
+        "ends_at": a.ends_at,
+        "resolved_count": a.resolved_count,
+    }
+
+
+def assignment_of(doc: Mapping[str, Any]) -> Assignment:
+    """The assignment a stored document holds."""
+    return Assignment(
+        id=doc["_id"],
+        practice_id=doc["practice_id"],
+        client_id=doc["client_id"],
+        therapist_id=doc["therapist_id"],
+        content=AssignmentContent.model_validate(doc["content"]),
+        status=AssignmentStatus(doc["status"]),
+        version=doc["version"],
+        rev=doc["rev"],
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        segments=tuple(ScheduleSegment(s["starts"], _SCHEDULE.validate_python(s["schedule"])) for s in doc["segments"]),
+        interruptions=tuple(Interruption(i["start"], i["end"]) for i in doc["interruptions"]),
+        closed_at=doc.get("closed_at"),
+        end_reason=doc.get("end_reason"),
+        ends_at=doc.get("ends_at"),
+        resolved_count=doc.get("resolved_count", 0),
+    )
+
+
+def resolution_doc(r: Resolution) -> Doc:
+    """The stored form of a completion or skip; its ``_id`` is the occurrence id."""
+    occ = r.occurrence
+    return {
+        "_id": occ.occurrence_id,
+        "id": r.id,
+        "type": r.type,
+        "seq": r.id.split("-", 1)[1],
+        "assignment_id": r.assignment_id,
+        "practice_id": r.practice_id,
+        "client_id": r.client_id,
+        "local_start": occ.local_start.isoformat(),
+        "opens_at": occ.opens_at,
+        "closes_at": occ.closes_at,
+        "recorded_at": r.recorded_at,
+        "recorded_by": r.recorded_by,
+        "late": r.late,
+        "status": r.status.value if r.status else None,
+        "percent": r.percent,
+        "quality_rating": r.quality_rating,
+        "data": r.data.model_dump(mode="json") if r.data is not None else None,
+        "note": r.note,
+        "completed_at": r.completed_at,
+        "barrier": r.barrier.value if r.barrier else None,
+        "barrier_text": r.barrier_text,
+    }
+
+
+def resolution_of(doc: Mapping[str, Any]) -> Resolution:
+    """The completion or skip a stored document holds."""
+    occ = Occurrence(doc["assignment_id"], _naive_local(doc["local_start"]), doc["opens_at"], doc["closes_at"])
+    return Resolution(
+        id=doc["id"],
+        type=doc["type"],
+        assignment_id=doc["assignment_id"],
+        practice_id=doc["practice_id"],
+        client_id=doc["client_id"],
+        occurrence=occ,
+        recorded_at=doc["recorded_at"],
+        recorded_by=doc["recorded_by"],
+        late=doc.get("late", False),
+        status=CompletionStatus(doc["status"]) if doc.get("status") else None,
+        percent=doc.get("percent"),
+        quality_rating=doc.get("quality_rating"),
+        data=_DATA.validate_python(doc["data"]) if doc.get("data") else None,
+        note=doc.get("note"),
+        completed_at=doc.get("completed_at"),
+        barrier=Barrier(doc["barrier"]) if doc.get("barrier") else None,
+        barrier_text=doc.get("barrier_text"),
+    )
+
+
+# ---------------------------------------------------------------- the store
+
+
+class AssignmentStore:
+    """Reads and writes of the service's collections; writes take the caller's transaction session."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.db = db
+        self.assignments = db["assignments"]
+        self.revisions = db["revisions"]
+        self.resolutions = db["resolutions"]
+        self.audit_log = db["audit_log"]
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes every query below relies on (idempotent)."""
+        await self.assignments.create_index(
+            [("practice_id", ASCENDING), ("client_id", ASCENDING), ("_id", DESCENDING)], name="by_client"
+        )
+        await self.assignments.create_index(
+            [("practice_id", ASCENDING), ("client_id", ASCENDING), ("status", ASCENDING), ("_id", DESCENDING)],
+            name="by_client_status",
+        )
+        await self.assignments.create_index([("status", ASCENDING), ("ends_at", ASCENDING)], name="due_to_end")
+        await self.revisions.create_index(
+            [("assignment_id", ASCENDING), ("version", ASCENDING)], name="by_assignment", unique=True
+        )
+        await self.resolutions.create_index(
+            [("practice_id", ASCENDING), ("client_id", ASCENDING), ("seq", DESCENDING)], name="history"
+        )
+        await self.resolutions.create_index(
+            [("practice_id", ASCENDING), ("client_id", ASCENDING), ("assignment_id", ASCENDING), ("seq", DESCENDING)],
+            name="history_by_assignment",
+        )
+        await self.audit_log.create_index([("assignment_id", ASCENDING), ("_id", ASCENDING)], name="by_assignment")
+
+    # ------------------------------------------------------------ assignments
+
+    async def insert(self, a: Assignment, session: Session) -> None:
+        await self.assignments.insert_one(assignment_doc(a), session=session)
+
+    async def get(self, assignment_id: str, session: Session = None) -> Assignment | None:
+        doc = await self.assignments.find_one({"_id": assignment_id}, session=session)
+        return assignment_of(doc) if doc is not None else None
+
+    async def replace(self, before: Assignment, after: Assignment, session: Session) -> None:
+        """Store ``after`` if the assignment is still at ``before.rev``; 409 if it changed meanwhile."""
+        changes = {k: v for k, v in assignment_doc(after).items() if k != "_id"}
+        result = await self.assignments.update_one(
+            {"_id": before.id, "rev": before.rev}, {"$set": changes}, session=session
+        )
+        if result.matched_count != 1:
+            raise _changed_meanwhile(before.id)
+
+    async def count_resolution(self, a: Assignment, session: Session) -> None:
+        """Count a resolution on the assignment, if it is still active and unchanged since read.
+
+        The write makes a concurrent pause, cancel or revision of the same assignment conflict
+        with this transaction, so a completion never slips in after a pause.
+        """
+        result = await self.assignments.update_one(
+            {"_id": a.id, "rev": a.rev, "status": AssignmentStatus.ACTIVE.value},
+            {"$inc": {"resolved_count": 1}},
+            session=session,
+        )
+        if result.matched_count != 1:
+            raise _changed_meanwhile(a.id)
+
+    async def page(
+        self, practice_id: str, client_id: str, status: AssignmentStatus | None, limit: int, after: str | None
+    ) -> list[Assignment]:
+        """A client's assignments, newest first, ``limit`` of them after the id ``after``."""
+        query: Doc = {"practice_id": practice_id, "client_id": client_id}
+        if status is not None:
+            query["status"] = status.value
+        if after is not None:
+            query["_id"] = {"$lt": after}
+        cursor = self.assignments.find(query).sort("_id", DESCENDING).limit(limit)
+        return [assignment_of(doc) async for doc in cursor]
+
+    async def due_to_end(self, now: datetime, limit: int) -> list[str]:
+        """Ids of active or paused assignments whose last occurrence has closed by ``now``."""
+        query = {"status": {"$in": OPEN_STATUSES}, "ends_at": {"$lte": now}}
+        cursor = self.assignments.find(query, {"_id": 1}).limit(limit)
+        return [doc["_id"] async for doc in cursor]
+
+    # ------------------------------------------------------------ revisions
+
+    async def insert_revision(self, a: Assignment, changed: list[str], by: str, session: Session) -> Doc:
+        doc = {
+            "_id": f"{a.id}:v{a.version}",
+            "assignment_id": a.id,
+            "version": a.version,
+            "content": a.content.model_dump(mode="json"),
+            "changed": changed,
+            "revised_at": a.updated_at,
+            "revised_by": by,
+        }
+        await self.revisions.insert_one(doc, session=session)
+        return doc
+
+    async def revisions_of(self, assignment_id: str) -> list[Doc]:
+        cursor = self.revisions.find({"assignment_id": assignment_id}).sort("version", ASCENDING)
+        return [doc async for doc in cursor]
+
+    # ------------------------------------------------------------ resolutions
+
+    async def insert_resolution(self, r: Resolution, session: Session) -> None:
+        """Store a completion or skip; ``DuplicateKeyError`` if its occurrence is already resolved."""
+        await self.resolutions.insert_one(resolution_doc(r), session=session)
+
+    async def is_resolved(self, occurrence_id: str, session: Session = None) -> bool:
+        return await self.resolutions.find_one({"_id": occurrence_id}, {"_id": 1}, session=session) is not None
+
+    async def resolutions_of(self, occurrence_ids: list[str]) -> dict[str, Resolution]:
+        cursor = self.resolutions.find({"_id": {"$in": occurrence_ids}})
+        return {doc["_id"]: resolution_of(doc) async for doc in cursor}
+
+    async def history(
+        self, practice_id: str, client_id: str, assignment_id: str | None, limit: int, after: str | None
+    ) -> list[Resolution]:
+        """A client's completions and skips, newest first."""
+        query: Doc = {"practice_id": practice_id, "client_id": client_id}
+        if assignment_id is not None:
+            query["assignment_id"] = assignment_id
+        if after is not None:
+            query["seq"] = {"$lt": after}
+        cursor = self.resolutions.find(query).sort("seq", DESCENDING).limit(limit)
+        return [resolution_of(doc) async for doc in cursor]
+
+    # ------------------------------------------------------------ audit
+
+    async def audit(self, entry: Doc, session: Session) -> None:
+        await self.audit_log.insert_one(entry, session=session)
+
+    async def audit_of(self, assignment_id: str, limit: int, after: str | None) -> list[Doc]:
+        query: Doc = {"assignment_id": assignment_id}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self.audit_log.find(query).sort("_id", ASCENDING).limit(limit)
+        return [doc async for doc in cursor]
+
+
+def _changed_meanwhile(assignment_id: str) -> Conflict:
+    return Conflict("assignment_changed", f"assignment {assignment_id} changed meanwhile; read it again and retry")
