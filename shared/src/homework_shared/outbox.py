@@ -94,12 +94,12 @@ class Outbox:
         A deterministic ``event_id`` (e.g. reminder id + due instant) makes a repeated
         stage of the same fact a no-op instead of a second event.
         """
-        doc = self._record(event, event_id, time)
-        try:
-            await self.collection.insert_one(doc, session=session)
-        except DuplicateKeyError:
-            if event_id is None:
-                raise
+        if event_id is not None:
+            # Check first: a duplicate-key error would abort the caller's transaction on a real MongoDB.
+            staged = await self.stage_many(session, [(event, event_id)], time=time)
+            return staged[0] if staged else event_id
+        doc = self._record(event, None, time)
+        await self.collection.insert_one(doc, session=session)
         return str(doc["_id"])
 
     async def stage_many(
