@@ -1,0 +1,296 @@
+"""HTTP routes under ``/v1``: upcoming reminders, client preferences, snooze, and each practice's webhook.
+
+Who may do what: a client sees and changes only their own reminders and preferences; a therapist
+or admin those of their practice's clients; a webhook belongs to its practice's therapists and
+admins. Another practice's (or another client's) resource answers 404, never 403; a role that may
+never do something answers 403. Reminder ids contain ``#``: send it percent-encoded (``%23``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, model_validator
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from homework_reminder.config import ReminderSettings
+from homework_reminder.domain import QuietHours
+from homework_reminder.handlers import Scheduler
+from homework_reminder.store import Doc, Store
+from homework_shared.auth import ClientDep, Principal, PrincipalDep, Role, TherapistDep, can_see_client
+from homework_shared.clock import Clock
+from homework_shared.errors import NotFound, Unprocessable
+from homework_shared.events import Channel, HomeworkKind
+from homework_shared.events.values import TimeZoneName
+from homework_shared.idempotency import IdempotencyKeyDep, respond_idempotently
+from homework_shared.mongo import MongoClient, run_in_transaction
+from homework_shared.schedule import to_local
+
+router = APIRouter(prefix="/v1", tags=["reminders"])
+HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the routes use, put on ``app.state.services`` by ``app.create``."""
+
+    store: Store
+    scheduler: Scheduler
+    mongo: MongoClient
+    clock: Clock
+    settings: ReminderSettings
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+# ---------------------------------------------------------------------- models
+
+
+class ReminderPublic(BaseModel):
+    reminder_id: str
+    assignment_id: str
+    occurrence_id: str
+    title: str
+    kind: HomeworkKind
+    state: str
+    due_at: datetime
+    due_local: str = Field(description="The due instant in the reminder's time zone, as local wall time")
+    timezone: str
+    opens_at: datetime
+    closes_at: datetime
+    channels: list[Channel]
+    snoozed_until: datetime | None = None
+
+    @classmethod
+    def of(cls, doc: Doc) -> ReminderPublic:
+        return cls(
+            reminder_id=doc["_id"],
+            assignment_id=doc["assignment_id"],
+            occurrence_id=doc["occurrence_id"],
+            title=doc["title"],
+            kind=doc["kind"],
+            state=doc["state"],
+            due_at=doc["due_at"],
+            due_local=to_local(doc["due_at"], doc["timezone"]).isoformat(timespec="minutes"),
+            timezone=doc["timezone"],
+            opens_at=doc["opens_at"],
+            closes_at=doc["closes_at"],
+            channels=doc["channels"],
+            snoozed_until=doc.get("snoozed_until"),
+        )
+
+
+class UpcomingReminders(BaseModel):
+    client_id: str
+    reminders: list[ReminderPublic]
+
+
+class QuietHoursIn(BaseModel):
+    """A daily span of local time without reminders, e.g. 22:00 to 07:00 (wraps past midnight)."""
+
+    start: Annotated[str, Field(pattern=HHMM, examples=["22:00"])]
+    end: Annotated[str, Field(pattern=HHMM, examples=["07:00"])]
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHoursIn:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+    def rule(self) -> QuietHours:
+        return QuietHours(time.fromisoformat(self.start), time.fromisoformat(self.end))
+
+
+class PreferencesUpdate(BaseModel):
+    """A client's reminder preferences; a field left null is not set (the assignment's own applies)."""
+
+    model_config = {"extra": "forbid"}
+
+    timezone: TimeZoneName | None = None
+    quiet_hours: QuietHoursIn | None = None
+    channels: Annotated[list[Channel], Field(min_length=1, max_length=4)] | None = None
+
+    @field_validator("channels")
+    @classmethod
+    def _distinct(cls, value: list[Channel] | None) -> list[Channel] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("channels must not repeat")
+        return value
+
+
+class PreferencesPublic(PreferencesUpdate):
+    model_config = {"extra": "ignore"}
+
+    client_id: str
+    updated_at: datetime | None = None
+
+
+class SnoozeRequest(BaseModel):
+    minutes: Annotated[int, Field(ge=1, le=24 * 60, description="Fire again in this many minutes")]
+
+
+class SnoozePublic(BaseModel):
+    reminder: ReminderPublic
+    snoozed_until: datetime
+    clamped: bool = Field(description="True when the snooze was shortened to end before the window closes")
+
+
+class WebhookUpdate(BaseModel):
+    url: AnyHttpUrl
+    secret: Annotated[SecretStr, Field(min_length=16, max_length=256)]
+
+
+class WebhookPublic(BaseModel):
+    practice_id: str
+    url: str
+    updated_at: datetime
+
+
+# ---------------------------------------------------------------------- access
+
+
+async def _visible_client(svc: Services, principal: Principal, client_id: str) -> None:
+    """404 unless ``principal`` may see ``client_id`` (a therapist: a client of their practice)."""
+    if not can_see_client(principal, client_id, principal.practice_id):
+        raise NotFound("client_not_found", f"no client {client_id!r}")
+    if principal.role is not Role.CLIENT and not await svc.store.client_known(principal.practice_id, client_id):
+        raise NotFound("client_not_found", f"no client {client_id!r}")
+
+
+def _own_practice(principal: Principal, practice_id: str) -> None:
+    if principal.practice_id != practice_id:
+        raise NotFound("practice_not_found", f"no practice {practice_id!r}")
+
+
+# ---------------------------------------------------------------------- reminders
+
+
+async def _upcoming(svc: Services, practice_id: str, client_id: str, limit: int) -> UpcomingReminders:
+    docs = await svc.store.upcoming(practice_id, client_id, limit)
+    return UpcomingReminders(client_id=client_id, reminders=[ReminderPublic.of(d) for d in docs])
+
+
+Limit = Annotated[int, Query(ge=1, le=500, description="At most this many, soonest first")]
+
+
+@router.get("/me/reminders", response_model=UpcomingReminders)
+async def my_upcoming_reminders(svc: ServicesDep, principal: ClientDep, limit: Limit = 100) -> UpcomingReminders:
+    """The calling client's reminders that have not fired yet, soonest first."""
+    return await _upcoming(svc, principal.practice_id, principal.sub, limit)
+
+
+@router.get(
+    "/clients/{client_id}/reminders",
+    response_model=UpcomingReminders,
+    responses={404: {"description": "no such client"}},
+)
+async def client_upcoming_reminders(
+    client_id: str, svc: ServicesDep, principal: PrincipalDep, limit: Limit = 100
+) -> UpcomingReminders:
+    """A client's reminders that have not fired yet (the client: their own; a therapist: their practice's)."""
+    await _visible_client(svc, principal, client_id)
+    return await _upcoming(svc, principal.practice_id, client_id, limit)
+
+
+@router.post(
+    "/reminders/{reminder_id}/snooze",
+    response_model=SnoozePublic,
+    responses={404: {"description": "no such reminder"}, 409: {"description": "the window closes too soon"}},
+)
+async def snooze_reminder(
+    reminder_id: str,
+    body: SnoozeRequest,
+    request: Request,
+    svc: ServicesDep,
+    principal: ClientDep,
+    key: IdempotencyKeyDep,
+) -> JSONResponse:
+    """Fire one of your reminders again later, never after its occurrence's window closes (clamped)."""
+
+    async def write(session: AsyncClientSession) -> dict[str, Any]:
+        doc, clamped = await svc.scheduler.snooze(
+            principal.sub, principal.practice_id, reminder_id, body.minutes, session
+        )
+        return SnoozePublic(reminder=ReminderPublic.of(doc), snoozed_until=doc["due_at"], clamped=clamped).model_dump(
+            mode="json"
+        )
+
+    response = await respond_idempotently(svc.mongo, svc.store.db, request, principal.sub, key, 200, write)
+    svc.scheduler.outbox.notify()
+    return response
+
+
+# ---------------------------------------------------------------------- preferences
+
+
+def _preferences_public(client_id: str, doc: Doc | None) -> PreferencesPublic:
+    return PreferencesPublic.model_validate({**(doc or {}), "client_id": client_id})
+
+
+@router.get("/clients/{client_id}/preferences", response_model=PreferencesPublic)
+async def get_preferences(client_id: str, svc: ServicesDep, principal: PrincipalDep) -> PreferencesPublic:
+    """A client's reminder preferences (all null until set)."""
+    await _visible_client(svc, principal, client_id)
+    return _preferences_public(client_id, await svc.store.preferences_doc(principal.practice_id, client_id))
+
+
+@router.put("/clients/{client_id}/preferences", response_model=PreferencesPublic)
+async def put_preferences(
+    client_id: str, body: PreferencesUpdate, svc: ServicesDep, principal: PrincipalDep
+) -> PreferencesPublic:
+    """Replace a client's preferences; their waiting reminders are rescheduled by them at once."""
+    await _visible_client(svc, principal, client_id)
+    fields = body.model_dump(mode="json")
+
+    async def write(session: AsyncClientSession) -> Doc:
+        return await svc.scheduler.set_preferences(principal.practice_id, client_id, fields, principal.sub, session)
+
+    doc = await run_in_transaction(svc.mongo, write)
+    svc.scheduler.outbox.notify()
+    return _preferences_public(client_id, doc)
+
+
+# ---------------------------------------------------------------------- webhook
+
+
+@router.put("/practices/{practice_id}/webhook", response_model=WebhookPublic)
+async def put_webhook(
+    practice_id: str, body: WebhookUpdate, svc: ServicesDep, principal: TherapistDep
+) -> WebhookPublic:
+    """Set where the practice's reminders with the ``webhook`` channel are delivered, and the signing secret."""
+    _own_practice(principal, practice_id)
+    if svc.settings.environment == "production" and body.url.scheme != "https":
+        raise Unprocessable("webhook_not_https", "url: a webhook must use https in production")
+    doc = await svc.store.set_webhook(
+        practice_id, str(body.url), body.secret.get_secret_value(), principal.sub, svc.clock.now()
+    )
+    return WebhookPublic(practice_id=practice_id, url=doc["url"], updated_at=doc["updated_at"])
+
+
+@router.get("/practices/{practice_id}/webhook", response_model=WebhookPublic)
+async def get_webhook(practice_id: str, svc: ServicesDep, principal: TherapistDep) -> WebhookPublic:
+    """The practice's webhook (never its secret)."""
+    _own_practice(principal, practice_id)
+    doc = await svc.store.webhook(practice_id)
+    if doc is None:
+        raise NotFound("webhook_not_found", "the practice has no webhook")
+    return WebhookPublic(practice_id=practice_id, url=doc["url"], updated_at=doc["updated_at"])
+
+
+@router.delete("/practices/{practice_id}/webhook", status_code=204)
+async def delete_webhook(practice_id: str, svc: ServicesDep, principal: TherapistDep) -> Response:
+    """Stop delivering to the practice's webhook."""
+    _own_practice(principal, practice_id)
+    if not await svc.store.delete_webhook(practice_id):
+        raise NotFound("webhook_not_found", "the practice has no webhook")
+    return Response(status_code=204)

@@ -1,0 +1,70 @@
+"""Builds the reminder service from its settings: runtime, consumer, loops and routes. Nothing connects here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from homework_reminder import api
+from homework_reminder.config import ReminderSettings
+from homework_reminder.firing import Firing
+from homework_reminder.handlers import Scheduler
+from homework_reminder.loops import Workers
+from homework_reminder.messaging import assignment_events
+from homework_reminder.metrics import ReminderMetrics
+from homework_reminder.store import Store
+from homework_reminder.webhook import WebhookDelivery
+from homework_shared.clock import Clock
+from homework_shared.http import create_app
+from homework_shared.service import Runtime
+from homework_shared.settings import load_settings
+
+TITLE = "Homework reminder service"
+VERSION = "1.0.0"
+
+
+def create(settings: ReminderSettings | None = None, clock: Clock | None = None) -> FastAPI:
+    """The reminder service's FastAPI app; its lifespan starts and stops everything."""
+    settings = settings or load_settings(ReminderSettings)
+    app = create_app(settings, title=TITLE, version=VERSION, routers=[api.router])
+    rt = Runtime.build(settings, app.state.metrics_registry, stream="reminder", clock=clock)
+    metrics = ReminderMetrics.on(app.state.metrics)
+    store = Store(rt.db)
+    scheduler = Scheduler(store, rt.outbox, rt.clock, settings, metrics)
+    firing = Firing(store, rt.mongo, rt.outbox, scheduler, rt.clock, settings)
+    rt.consume(["assignment"], assignment_events(scheduler))
+    http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
+    workers = Workers(
+        store=store,
+        mongo=rt.mongo,
+        scheduler=scheduler,
+        firing=firing,
+        delivery=WebhookDelivery(store, settings, http, metrics),
+        clock=rt.clock,
+        settings=settings,
+        metrics=metrics,
+    )
+
+    async def on_start() -> None:
+        await store.ensure_indexes()
+        workers.start()
+
+    async def on_stop() -> None:
+        await workers.stop()
+        await http.aclose()
+
+    app.router.lifespan_context = rt.lifespan(on_start, on_stop)
+    app.state.runtime = rt
+    app.state.workers = workers
+    app.state.firing = firing
+    app.state.reminder_metrics = metrics
+    app.state.services = api.Services(store, scheduler, rt.mongo, rt.clock, settings)
+
+    @app.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi() -> dict[str, Any]:
+        """The AsyncAPI document: the reminder stream published, the assignment stream consumed."""
+        return rt.asyncapi(TITLE, VERSION)
+
+    return app

@@ -1,0 +1,48 @@
+"""The reminder service's settings: the shared ones plus the horizon, the firing loop and webhook delivery."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from pydantic import Field
+
+from homework_shared.settings import ServiceSettings
+
+
+def _replica_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class ReminderSettings(ServiceSettings):
+    """Read from environment variables (``HORIZON_DAYS``, ``LEASE_TTL_S``, ...)."""
+
+    service_name: str = "reminder"
+    mongodb_database: str = "homework_reminder"
+    http_port: int = 8002
+
+    # Occurrences and reminders are stored this far ahead of now, extended every ``extend_every_s``.
+    horizon_days: float = Field(default=14.0, gt=0, le=366)
+    extend_every_s: float = Field(default=3600.0, gt=0)
+    extend_batch_size: int = Field(default=100, ge=1, le=10_000)
+
+    # Firing: due reminders are claimed in batches with a lease of ``lease_ttl_s`` (platform seconds).
+    replica_id: str = Field(default_factory=_replica_id, min_length=1, max_length=200)
+    fire_batch_size: int = Field(default=250, ge=1, le=5_000)
+    lease_ttl_s: float = Field(default=30.0, gt=0)
+    # Longest real-time pause of the loops when nothing is due (they wake earlier for a due reminder).
+    poll_interval_s: float = Field(default=0.2, gt=0, le=60)
+
+    # An occurrence is missed once its window has been closed this long without a completion or skip,
+    # so a completion made just before the close has time to arrive.
+    missed_grace_s: float = Field(default=60.0, ge=0)
+    missed_batch_size: int = Field(default=200, ge=1, le=5_000)
+    pending_gauge_every_s: float = Field(default=30.0, gt=0)
+
+    # Webhook delivery (real time: it is about the receiver's recovery, not the platform's clock).
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_base_delay_s: float = Field(default=1.0, gt=0)
+    webhook_max_delay_s: float = Field(default=300.0, gt=0)
+    webhook_concurrency: int = Field(default=10, ge=1, le=200)

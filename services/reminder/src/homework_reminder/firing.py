@@ -1,0 +1,292 @@
+"""Firing due reminders exactly once across replicas, and detecting missed occurrences.
+
+Claiming (the batch lock-and-fetch of db-scheduler, in three round trips whatever the batch):
+
+1. an indexed ``find`` of candidate ids: pending reminders due by now, and claimed ones whose
+   lease expired (their replica died or hung);
+2. one ``update_many`` on those ids whose filter re-checks the state (and, for a takeover, that
+   the lease is still expired), setting ``claimed``, the owner, ``lease_until`` and a fresh claim
+   token: of two replicas racing for a reminder, only one update matches it;
+3. firing, in one transaction per batch: the reminders still claimed with our token become
+   ``fired`` and their ``ReminderSent`` events are staged in the outbox, with the deterministic id
+   ``sent:<reminder_id>@<due instant>`` so that even a rare double fire is one event downstream.
+
+Misfire policy (after downtime, or a backlog): a claimed reminder whose occurrence's window has
+already closed is not fired but cancelled (``window_closed``); the missed-occurrence check then
+marks the occurrence missed. A due reminder whose window is still open fires, late.
+
+Missed: a pending (unresolved, not void) occurrence whose window closed ``missed_grace_s`` ago is
+marked ``missed`` and ``OccurrenceMissed`` (id ``missed:<occurrence_id>``) is staged in the same
+transaction, whose conditional update makes it happen once whatever the number of replicas.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from homework_reminder.config import ReminderSettings
+from homework_reminder.domain import OccurrenceState, ReminderState
+from homework_reminder.handlers import Scheduler
+from homework_reminder.store import EPOCH, Doc, Store
+from homework_shared.clock import Clock
+from homework_shared.events import HomeworkEvent, OccurrenceMissed, ReminderSent
+from homework_shared.mongo import MongoClient, run_in_transaction
+from homework_shared.outbox import Outbox
+
+
+@dataclass
+class Claim:
+    """The reminders one claim took: their ids, the token, and how many were taken over from a dead lease."""
+
+    token: str
+    ids: list[str]
+    taken_over: int = 0
+
+
+@dataclass
+class Fired:
+    """What firing one claim did."""
+
+    sent: list[Doc] = field(default_factory=list)
+    closed: list[Doc] = field(default_factory=list)
+    at: datetime | None = None
+
+
+def sent_event_id(reminder_id: str, due_at: datetime) -> str:
+    """The deterministic CloudEvents id of a reminder fired for the due instant ``due_at``."""
+    return f"sent:{reminder_id}@{due_at.astimezone(UTC).isoformat(timespec='seconds').replace('+00:00', 'Z')}"
+
+
+def missed_event_id(occurrence_id: str) -> str:
+    return f"missed:{occurrence_id}"
+
+
+def platform_seconds(clock: Clock, real_seconds: float) -> timedelta:
+    """``real_seconds`` of real time in platform time (a sped-up demo clock runs faster)."""
+    return timedelta(seconds=real_seconds * float(getattr(clock, "speed", 1.0)))
+
+
+class Firing:
+    """Claims, fires and releases reminders for one replica (``owner``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        mongo: MongoClient,
+        outbox: Outbox,
+        scheduler: Scheduler,
+        clock: Clock,
+        settings: ReminderSettings,
+    ) -> None:
+        self.store = store
+        self.mongo = mongo
+        self.outbox = outbox
+        self.scheduler = scheduler
+        self.clock = clock
+        self.owner = settings.replica_id
+        self.batch_size = settings.fire_batch_size
+        self.lease = platform_seconds(clock, settings.lease_ttl_s)
+        self.missed_grace = timedelta(seconds=settings.missed_grace_s)
+        self.missed_batch_size = settings.missed_batch_size
+
+    async def claim_due(self) -> Claim:
+        """Take a lease on up to a batch of due reminders (see the module docstring)."""
+        now = self.clock.now()
+        reminders = self.store.reminders
+        due = await (
+            reminders.find({"state": ReminderState.PENDING, "due_at": {"$lte": now}}, {"_id": 1})
+            .sort([("state", ASCENDING), ("due_at", ASCENDING)])
+            .limit(self.batch_size)
+            .to_list()
+        )
+        room = self.batch_size - len(due)
+        expired: list[Doc] = []
+        if room > 0:
+            expired = await (
+                reminders.find({"state": ReminderState.CLAIMED, "lease_until": {"$lt": now}}, {"_id": 1})
+                .sort([("state", ASCENDING), ("lease_until", ASCENDING)])
+                .limit(room)
+                .to_list()
+            )
+        claim = Claim(token=uuid.uuid4().hex, ids=[])
+        lease = {
+            "$set": {
+                "state": ReminderState.CLAIMED,
+                "lease_owner": self.owner,
+                "lease_until": now + self.lease,
+                "claim_token": claim.token,
+            }
+        }
+        if due:
+            await reminders.update_many(
+                {"_id": {"$in": [d["_id"] for d in due]}, "state": ReminderState.PENDING}, lease
+            )
+        if expired:
+            result = await reminders.update_many(
+                {
+                    "_id": {"$in": [d["_id"] for d in expired]},
+                    "state": ReminderState.CLAIMED,
+                    "lease_until": {"$lt": now},
+                },
+                lease,
+            )
+            claim.taken_over = result.modified_count
+        if due or expired:
+            claim.ids = [d["_id"] async for d in reminders.find({"claim_token": claim.token}, {"_id": 1})]
+        return claim
+
+    async def fire(self, claim: Claim) -> Fired:
+        """Fire the reminders still held under ``claim``; cancel those whose window has closed."""
+        if not claim.ids:
+            return Fired()
+
+        async def fire_in(session: AsyncClientSession) -> Fired:
+            now = self.clock.now()
+            held = await self.store.reminders.find(
+                {"claim_token": claim.token, "state": ReminderState.CLAIMED, "lease_owner": self.owner},
+                session=session,
+            ).to_list()
+            fired = Fired(
+                sent=[d for d in held if d["closes_at"] > now],
+                closed=[d for d in held if d["closes_at"] <= now],
+                at=now,
+            )
+            events: list[tuple[HomeworkEvent, str | None]] = []
+            if fired.sent:
+                await self.store.reminders.update_many(
+                    {"_id": {"$in": [d["_id"] for d in fired.sent]}, "claim_token": claim.token},
+                    {
+                        "$set": {
+                            "state": ReminderState.FIRED,
+                            "fired_at": now,
+                            "fired_by": self.owner,
+                            "finished_at": now,
+                            "lease_until": EPOCH,
+                            "lease_owner": None,
+                        },
+                        "$unset": {"claim_token": ""},
+                        "$inc": {"fires": 1},
+                    },
+                    session=session,
+                )
+                events += [(sent_event(d, now), sent_event_id(d["_id"], d["due_at"])) for d in fired.sent]
+                await self._queue_webhook_deliveries(fired.sent, now, session)
+            if fired.closed:
+                cancelled = await self.scheduler.cancel_reminders(fired.closed, "window_closed", now, session)
+                events += [(e, None) for e in cancelled]
+            await self.outbox.stage_many(session, events, time=now)
+            return fired
+
+        fired = await run_in_transaction(self.mongo, fire_in)
+        self.outbox.notify()
+        return fired
+
+    async def _queue_webhook_deliveries(self, sent: list[Doc], now: datetime, session: AsyncClientSession) -> None:
+        wanting = [d for d in sent if "webhook" in d["channels"]]
+        if not wanting:
+            return
+        practices = await self.store.webhook_practices(sorted({d["practice_id"] for d in wanting}), session)
+        deliveries = [
+            {
+                "_id": sent_event_id(d["_id"], d["due_at"]),
+                "practice_id": d["practice_id"],
+                "reminder_id": d["_id"],
+                "event": sent_event(d, now).model_dump(mode="json", exclude_none=True),
+                "event_time": now,
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": datetime.now(UTC),
+                "lease_until": EPOCH,
+                "created_at": now,
+            }
+            for d in wanting
+            if d["practice_id"] in practices
+        ]
+        if deliveries:
+            present = {
+                x["_id"]
+                async for x in self.store.deliveries.find(
+                    {"_id": {"$in": [d["_id"] for d in deliveries]}}, {"_id": 1}, session=session
+                )
+            }
+            fresh = [d for d in deliveries if d["_id"] not in present]
+            if fresh:
+                await self.store.deliveries.insert_many(fresh, session=session)
+
+    async def release(self) -> int:
+        """Give back this replica's unfired leases (graceful shutdown): another replica fires them at once."""
+        result = await self.store.reminders.update_many(
+            {"state": ReminderState.CLAIMED, "lease_owner": self.owner},
+            {"$set": {"state": ReminderState.PENDING, "lease_until": EPOCH, "lease_owner": None}},
+        )
+        return result.modified_count
+
+    async def detect_missed(self) -> list[Doc]:
+        """Mark occurrences whose window closed unresolved as missed, publishing ``OccurrenceMissed`` once each."""
+        now = self.clock.now()
+        candidates = await self.store.closed_pending_occurrences(now - self.missed_grace, self.missed_batch_size)
+        if not candidates:
+            return []
+
+        async def mark(session: AsyncClientSession) -> list[Doc]:
+            ids = [c["_id"] for c in candidates]
+            docs = await self.store.occurrences.find(
+                {"_id": {"$in": ids}, "state": OccurrenceState.PENDING}, session=session
+            ).to_list()
+            if not docs:
+                return []
+            await self.store.occurrences.update_many(
+                {"_id": {"$in": [d["_id"] for d in docs]}, "state": OccurrenceState.PENDING},
+                {"$set": {"state": OccurrenceState.MISSED, "resolved_at": now}},
+                session=session,
+            )
+            waiting = await self.store.waiting_reminders_of([d["_id"] for d in docs], session)
+            cancelled = await self.scheduler.cancel_reminders(waiting, "window_closed", now, session)
+            events: list[tuple[HomeworkEvent, str | None]] = [
+                (missed_event(d, now), missed_event_id(d["_id"])) for d in docs
+            ]
+            await self.outbox.stage_many(session, events + [(e, None) for e in cancelled], time=now)
+            return docs
+
+        missed = await run_in_transaction(self.mongo, mark)
+        self.outbox.notify()
+        return missed
+
+
+def sent_event(doc: Doc, now: datetime) -> ReminderSent:
+    return ReminderSent(
+        client_id=doc["client_id"],
+        practice_id=doc["practice_id"],
+        reminder_id=doc["_id"],
+        assignment_id=doc["assignment_id"],
+        occurrence_id=doc["occurrence_id"],
+        due_at=doc["due_at"],
+        channels=doc["channels"],
+        sent_at=now,
+        title=doc["title"],
+        kind=doc["kind"],
+        closes_at=doc["closes_at"],
+    )
+
+
+def missed_event(doc: Doc, now: datetime) -> OccurrenceMissed:
+    return OccurrenceMissed(
+        client_id=doc["client_id"],
+        practice_id=doc["practice_id"],
+        assignment_id=doc["assignment_id"],
+        occurrence_id=doc["_id"],
+        local_start=datetime.fromisoformat(doc["local_start"]),
+        opens_at=doc["opens_at"],
+        closes_at=doc["closes_at"],
+        detected_at=now,
+    )
+
+
+def lateness(docs: list[Doc], at: datetime) -> list[float]:
+    """Seconds between each reminder's due instant and ``at``."""
+    return [max(0.0, (at - d["due_at"]).total_seconds()) for d in docs]

@@ -1,0 +1,154 @@
+"""The replica's background loops: fire due reminders, detect missed occurrences, extend the horizon,
+send webhooks, count what is pending. Each loop survives errors (logged, then a pause) and stops on cancel.
+
+Sleeping: the firing loop with nothing due waits until the next due instant on the platform clock,
+but never longer than ``poll_interval_s`` of real time, so a reminder scheduled meanwhile is not late
+by more. The housekeeping loops (missed, horizon, webhooks, gauge) keep a real-time cadence: a
+sped-up demo clock must not make them spin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from functools import partial
+
+from homework_reminder.config import ReminderSettings
+from homework_reminder.firing import Firing, lateness
+from homework_reminder.handlers import Scheduler
+from homework_reminder.metrics import ReminderMetrics
+from homework_reminder.store import Store
+from homework_reminder.webhook import WebhookDelivery
+from homework_shared.clock import Clock
+from homework_shared.mongo import MongoClient, run_in_transaction
+
+log = logging.getLogger(__name__)
+MIN_NAP_S = 0.05
+
+
+class Workers:
+    """Starts and stops the loops of one replica."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        mongo: MongoClient,
+        scheduler: Scheduler,
+        firing: Firing,
+        delivery: WebhookDelivery,
+        clock: Clock,
+        settings: ReminderSettings,
+        metrics: ReminderMetrics,
+    ) -> None:
+        self.store = store
+        self.mongo = mongo
+        self.scheduler = scheduler
+        self.firing = firing
+        self.delivery = delivery
+        self.clock = clock
+        self.settings = settings
+        self.metrics = metrics
+        self.poll = settings.poll_interval_s
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        loops: dict[str, Callable[[], Awaitable[float]]] = {
+            "fire": self.fire_due,
+            "missed": self.detect_missed,
+            "extend": self.extend_horizon,
+            "webhook": self.deliver_webhooks,
+            "pending-gauge": self.count_pending,
+        }
+        self._tasks = [
+            asyncio.create_task(self._forever(name, step), name=f"reminder-{name}") for name, step in loops.items()
+        ]
+
+    async def stop(self) -> None:
+        """Cancel the loops, then release the leases this replica holds so another fires them at once."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        with contextlib.suppress(Exception):
+            released = await self.firing.release()
+            if released:
+                log.info("released %d reminder leases", released)
+
+    async def _forever(self, name: str, step: Callable[[], Awaitable[float]]) -> None:
+        """Run ``step`` until cancelled; it returns the real seconds to pause before the next run."""
+        failures = 0
+        while True:
+            try:
+                pause = await step()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                pause = min(10.0, 0.2 * 2**failures)
+                log.warning("%s loop failed; retrying in %.1fs", name, pause, exc_info=True)
+            if pause > 0:
+                await asyncio.sleep(pause)
+
+    async def _until(self, platform_seconds: float) -> None:
+        """Sleep ``platform_seconds`` on the platform clock, at most ``poll`` real seconds.
+
+        When the clock did not get there (a test's manual clock, or the poll cut the sleep short),
+        pause a little in real time too, so a loop never spins.
+        """
+        deadline = self.clock.now() + timedelta(seconds=platform_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.clock.sleep(platform_seconds), timeout=self.poll)
+        if self.clock.now() < deadline:
+            await asyncio.sleep(MIN_NAP_S)
+
+    # ------------------------------------------------------------------ one step of each loop; returns the pause
+
+    async def fire_due(self) -> float:
+        """Claim and fire one batch; with nothing due, wait for the next due instant."""
+        claim = await self.firing.claim_due()
+        if claim.taken_over:
+            self.metrics.leases_taken_over.inc(claim.taken_over)
+            log.info("took over %d reminders from expired leases", claim.taken_over)
+        if claim.ids:
+            fired = await self.firing.fire(claim)
+            if fired.at is not None:
+                self.metrics.fired.inc(len(fired.sent))
+                for seconds in lateness(fired.sent, fired.at):
+                    self.metrics.lateness.observe(seconds)
+            return 0.0
+        next_due = await self.store.next_due()
+        if next_due is None:
+            return self.poll
+        await self._until(max(0.0, (next_due - self.clock.now()).total_seconds()))
+        return 0.0
+
+    async def detect_missed(self) -> float:
+        missed = await self.firing.detect_missed()
+        self.metrics.missed.inc(len(missed))
+        return 0.0 if len(missed) >= self.firing.missed_batch_size else self.poll * 5
+
+    async def extend_horizon(self) -> float:
+        """Extend plans whose stored occurrences end less than a horizon minus one period ahead."""
+        s = self.settings
+        before = self.clock.now() + timedelta(days=s.horizon_days) - timedelta(seconds=s.extend_every_s)
+        ids = await self.store.plans_to_extend(before, s.extend_batch_size)
+        for assignment_id in ids:
+            await run_in_transaction(self.mongo, partial(self.scheduler.extend, assignment_id))
+        if ids:
+            self.scheduler.outbox.notify()
+        return 0.0 if len(ids) >= s.extend_batch_size else self.poll * 25
+
+    async def deliver_webhooks(self) -> float:
+        sent = await self.delivery.run_once()
+        return 0.0 if sent else self.poll
+
+    async def count_pending(self) -> float:
+        self.metrics.pending.set(await self.store.count_waiting())
+        return self.settings.pending_gauge_every_s

@@ -1,0 +1,59 @@
+"""The consumer of the assignment stream: each event, applied once in the consumer's transaction.
+
+``Runtime.consume`` gives the idempotent consumer (own group, dedupe on the event id in the same
+transaction, commit after processing, bounded retries then the dead-letter topic). An event about
+an assignment never created here raises ``UnknownAssignment``: retried, then parked with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from homework_reminder.handlers import Scheduler
+from homework_shared.consumer import Apply
+from homework_shared.events import (
+    AssignmentCancelled,
+    AssignmentCreated,
+    AssignmentEnded,
+    AssignmentPaused,
+    AssignmentResumed,
+    AssignmentRevised,
+    CompletionRecorded,
+    Envelope,
+    OccurrenceSkipped,
+)
+from homework_shared.observability import trace_context
+
+
+def assignment_events(scheduler: Scheduler) -> Apply:
+    """The apply function for ``rt.consume(["assignment"], ...)``."""
+
+    async def apply(env: Envelope[Any], session: AsyncClientSession) -> None:
+        with trace_context(env.traceparent):
+            await dispatch(scheduler, env.data, session)
+        scheduler.outbox.notify()
+
+    return apply
+
+
+async def dispatch(scheduler: Scheduler, event: Any, session: AsyncClientSession) -> None:
+    """Route one assignment-stream event to its use case."""
+    match event:
+        case AssignmentCreated():
+            await scheduler.assignment_created(event, session)
+        case AssignmentRevised():
+            await scheduler.assignment_revised(event, session)
+        case AssignmentPaused():
+            await scheduler.assignment_paused(event.assignment_id, event.paused_at, session)
+        case AssignmentResumed():
+            await scheduler.assignment_resumed(event.assignment_id, event.resumed_at, session)
+        case AssignmentCancelled():
+            await scheduler.assignment_stopped(event.assignment_id, event.cancelled_at, "assignment_cancelled", session)
+        case AssignmentEnded():
+            await scheduler.assignment_stopped(event.assignment_id, event.ended_at, "assignment_ended", session)
+        case CompletionRecorded() | OccurrenceSkipped():
+            await scheduler.occurrence_resolved(event, session)
+        case _:
+            raise TypeError(f"the reminder service does not consume {type(event).__name__}")
