@@ -106,7 +106,12 @@ async def remember(
     body: Any,
 ) -> None:
     """Store the response inside the caller's transaction; a concurrent twin makes the commit fail on ``_id``."""
-    document = {
+    await db[COLLECTION].insert_one(remembered(principal_sub, key, fingerprint, status, body), session=session)
+
+
+def remembered(principal_sub: str, key: str, fingerprint: str, status: int, body: Any) -> dict[str, Any]:
+    """The document ``remember`` stores, for callers that insert many at once (group commit)."""
+    return {
         "_id": f"{principal_sub}:{key}",
         "fingerprint": fingerprint,
         "status": status,
@@ -114,7 +119,6 @@ async def remember(
         "body": json.dumps(body, separators=(",", ":")),
         "created_at": datetime.now(UTC),
     }
-    await db[COLLECTION].insert_one(document, session=session)
 
 
 async def respond_idempotently(

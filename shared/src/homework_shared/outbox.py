@@ -114,7 +114,20 @@ class Outbox:
         Ids already in the outbox are skipped before inserting (a duplicate-key error would abort
         the caller's transaction on a real MongoDB server), so a repeated fact stays one event.
         """
-        docs = [self._record(event, event_id, time) for event, event_id in events]
+        return await self.stage_prepared(session, [self._record(event, event_id, time) for event, event_id in events])
+
+    def prepare(
+        self, event: HomeworkEvent, *, event_id: str | None = None, time: datetime | None = None
+    ) -> dict[str, Any]:
+        """The outbox record of ``event``, built now, in the caller's trace context, for ``stage_prepared``.
+
+        For group commit: each request prepares its record (so it carries that request's
+        ``traceparent``), and one transaction stages the records of many requests.
+        """
+        return self._record(event, event_id, time)
+
+    async def stage_prepared(self, session: AsyncClientSession, docs: Sequence[dict[str, Any]]) -> list[str]:
+        """Stage records from ``prepare`` with one read and one insert, skipping ids already staged."""
         if not docs:
             return []
         wanted = [d["_id"] for d in docs]
