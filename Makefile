@@ -61,3 +61,11 @@ token: install ## mint a development JWT: make token ROLE=therapist SUB=t1 PRACT
 
 clean: infra-down
 	rm -rf .venv .devstack .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: manifests config-reference
+
+manifests: install ## print the Kubernetes manifests of an overlay: make -s manifests OVERLAY=prod > prod.yaml
+	@$(PY) deploy/k8s/render.py $(or $(OVERLAY),dev)
+
+config-reference: install ## regenerate the configuration reference in docs/deploy.md from the settings classes
+	$(PY) deploy/config_reference.py --write
