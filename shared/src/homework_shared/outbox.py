@@ -126,12 +126,21 @@ class Outbox:
         """
         return self._record(event, event_id, time)
 
-    async def stage_prepared(self, session: AsyncClientSession, docs: Sequence[dict[str, Any]]) -> list[str]:
-        """Stage records from ``prepare`` with one read and one insert, skipping ids already staged."""
+    async def stage_prepared(
+        self, session: AsyncClientSession, docs: Sequence[dict[str, Any]], *, check_existing: bool = True
+    ) -> list[str]:
+        """Stage records from ``prepare`` with one read and one insert, skipping ids already staged.
+
+        ``check_existing=False`` saves the read when every record has a fresh random id (none
+        was prepared with a deterministic ``event_id``).
+        """
         if not docs:
             return []
         wanted = [d["_id"] for d in docs]
-        seen = {d["_id"] async for d in self.collection.find({"_id": {"$in": wanted}}, {"_id": 1}, session=session)}
+        seen: set[Any] = set()
+        if check_existing:
+            found = self.collection.find({"_id": {"$in": wanted}}, {"_id": 1}, session=session)
+            seen = {d["_id"] async for d in found}
         fresh: list[dict[str, Any]] = []
         for doc in docs:
             if doc["_id"] not in seen:

@@ -38,7 +38,10 @@ async def test_records_prepared_in_two_trace_contexts_are_staged_in_one_transact
 
         assert staged == ["missed:a", second["_id"]]
         assert again == []
-        stored = await outbox.collection.find().sort("seq", 1).to_list()
+        third = outbox.prepare(EXAMPLES[AssignmentPaused])
+        unchecked = await run_in_transaction(client, lambda s: outbox.stage_prepared(s, [third], check_existing=False))
+        assert unchecked == [third["_id"]]
+        stored = (await outbox.collection.find().sort("seq", 1).to_list())[:2]
         traces = [dict(d["headers"])["traceparent"].split("-")[1] for d in stored]
         assert traces == [FIRST.split("-")[1], SECOND.split("-")[1]]
     finally:
