@@ -6,6 +6,8 @@ from datetime import datetime
 
 import pytest
 
+from homework_insights.rebuild import rebuild
+from tests.conftest import unique
 from tests.integration.insights.conftest import Service
 from tests.unit.insights.builders import CLIENT, Assignment, daily, utc
 
@@ -90,6 +92,8 @@ async def test_thresholds_are_validated_stored_and_flag_the_next_rating(known_cl
     flags = (await s.figures())["flags"]
     crossed = [f for f in flags if f["code"] == "rating_threshold_crossed"]
     assert [f["figures"]["value"] for f in crossed] == [1.0]
+    report = await rebuild(s.settings, unique("rebuilt"), now=s.clock.now(), drop=True)
+    assert report.exact, report.differences
 
 
 async def test_a_summary_period_is_validated_and_a_retry_with_the_same_key_returns_the_same_summary(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from homework_insights.domain import expansion
 from homework_insights.figures import client_figures
 from homework_insights.handlers import Context, apply_event
 from homework_insights.store import MemoryStore
@@ -34,7 +35,7 @@ from homework_shared.events.values import (
     MoodLogData,
     OnceSchedule,
 )
-from homework_shared.schedule import occurrence_at
+from homework_shared.schedule import Occurrence, occurrence_at
 
 CLIENT, PRACTICE, THERAPIST = "client-1", "practice-1", "therapist-1"
 BERLIN = "Europe/Berlin"
@@ -118,7 +119,7 @@ class Assignment:
         )
 
     def occurrence(self, local: datetime) -> dict[str, Any]:
-        found = (occurrence_at(self.assignment_id, s, local) for s in [self.schedule, *reversed(self.earlier)])
+        found = (_occurrence(self.assignment_id, s, local) for s in [self.schedule, *reversed(self.earlier)])
         occ = next((o for o in found if o is not None), None)
         assert occ is not None, f"no occurrence at {local}"
         return {
@@ -188,6 +189,15 @@ class Assignment:
             kind=self.kind,
             closes_at=ref["closes_at"],
         )
+
+
+def _occurrence(assignment_id: str, schedule: Schedule, local: datetime) -> Occurrence | None:
+    """The occurrence at ``local``: by index in the cached expansion (the shared ``occurrence_at`` walks the rule)."""
+    if isinstance(schedule, OnceSchedule):
+        return occurrence_at(assignment_id, schedule, local)
+    exp = expansion(schedule)
+    k = exp.index.get(local)
+    return None if k is None else Occurrence(assignment_id, local, exp.opens[k], exp.closes[k])
 
 
 def env(event: HomeworkEvent, event_id: str | None = None) -> Envelope[Any]:

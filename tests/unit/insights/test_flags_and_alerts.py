@@ -87,7 +87,9 @@ async def test_a_rating_crossing_a_therapist_threshold_is_flagged() -> None:
     assert codes(h) == ["rating_threshold_crossed"]
     flag = next(f for f in (await h.figures())["flags"] if f["code"] == "rating_threshold_crossed")
     assert flag["figures"] == {"metric": "mood", "value": 1.0, "threshold": 3.0, "direction": "at_most"}
-    await h.apply(a.mood(day(24), 5))
+    await h.apply(a.missed(day(24)))  # not a rating: the threshold episode goes on
+    assert h.store.collections["assignments"]["asg-1"]["flags"]["rating_threshold_crossed:mood"]["active"]
+    await h.apply(a.mood(day(25), 5))
     assert not (await h.figures())["flags"]
 
 

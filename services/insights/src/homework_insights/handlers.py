@@ -209,7 +209,7 @@ async def apply_event(ctx: Context, env: Envelope[Any]) -> None:
         await record_missed(work, plan, data)
     else:
         await record_reminder(work, plan, data)
-    await raise_alerts(work, instant_of(data))
+    await raise_alerts(work, instant_of(data), with_thresholds=isinstance(data, CompletionRecorded))
     await work.flush()
 
 
@@ -598,13 +598,17 @@ def rules_of(doc: Doc | None) -> list[ThresholdRule]:
     return [ThresholdRule(r["metric"], r["direction"], float(r["value"])) for r in (doc or {}).get("rules", [])]
 
 
-async def raise_alerts(work: Work, at: datetime) -> None:
-    """Stage ``AdherenceAlertRaised`` for each flag whose condition just became true: once per episode."""
+async def raise_alerts(work: Work, at: datetime, *, with_thresholds: bool) -> None:
+    """Stage ``AdherenceAlertRaised`` for each flag whose condition just became true: once per episode.
+
+    Only a completion can move a rating, so the therapist's thresholds are read (one query) for
+    completions alone; other events leave the threshold flags as they were.
+    """
     a = work.a.doc
-    rules = rules_of(await work.ctx.store.thresholds(a["client_id"]))
+    rules = rules_of(await work.ctx.store.thresholds(a["client_id"])) if with_thresholds else []
     flags = evaluate_flags(facts_of(a), rules)
     states: dict[str, Any] = a.get("flags", {})
-    present = set()
+    present = set() if with_thresholds else {k for k in states if k.startswith("rating_threshold_crossed")}
     for flag in flags:
         present.add(flag.key)
         state = states.get(flag.key, {"active": False, "episode": 0})

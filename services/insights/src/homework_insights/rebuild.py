@@ -28,7 +28,7 @@ from pymongo.errors import DuplicateKeyError
 from homework_insights.config import Settings
 from homework_insights.figures import client_figures
 from homework_insights.handlers import Context, apply_event
-from homework_insights.store import ASSIGNMENTS, CLIENTS, HELD, Doc, MongoStore, ensure_indexes
+from homework_insights.store import ASSIGNMENTS, CLIENTS, HELD, THRESHOLDS, Doc, MongoStore, ensure_indexes
 from homework_shared.clock import clock_from
 from homework_shared.consumer import PROCESSED
 from homework_shared.events import EventDecodeError, Topics, decode
@@ -96,6 +96,10 @@ async def rebuild(
     try:
         fresh = mongo[database]
         await ensure_indexes(fresh)
+        # Thresholds are the therapists' settings, not derived from events: the rebuild starts from the live ones.
+        thresholds = await mongo[settings.mongodb_database][THRESHOLDS].find({}).to_list()
+        if thresholds:
+            await fresh[THRESHOLDS].insert_many(thresholds)
         outbox = Outbox(fresh, topics, source=f"/homework/{settings.service_name}-rebuild")
         records = await read_topics(settings.kafka_bootstrap_servers, [topics.assignment, topics.reminder])
         report.records = len(records)
@@ -143,7 +147,13 @@ async def snapshot(db: AsyncDatabase[Doc], at: datetime) -> dict[str, Any]:
         kept = {k: a.get(k) for k in ("streak", "state", "version")}
         # Which flags hold now must agree; how many episodes were raised on the way need not: it depends on
         # how the two topics interleaved when read (e.g. a pause read after a "missed" of the same time).
-        kept["active_flags"] = sorted(key for key, f in (a.get("flags") or {}).items() if f.get("active"))
+        # Threshold flags are left out here: the live ones were judged with the thresholds of their time, the
+        # rebuilt ones with today's; the figures above judge both with today's.
+        kept["active_flags"] = sorted(
+            key
+            for key, f in (a.get("flags") or {}).items()
+            if f.get("active") and not key.startswith("rating_threshold_crossed")
+        )
         out[f"assignment {a['_id']}"] = kept
     out["held"] = sorted(h["_id"] for h in await db[HELD].find({}, {"_id": 1}).to_list())
     return out
