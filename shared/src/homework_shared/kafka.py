@@ -62,14 +62,24 @@ async def ensure_topics(
         missing = [
             NewTopic(n, partitions, replication_factor, topic_configs=config) for n in names if n not in existing
         ]
+        refused: list[str] = []
         for topic in missing:
             try:
-                await admin.create_topics([topic])
-                created.append(topic.name)
+                response = await admin.create_topics([topic])
             except TopicAlreadyExistsError:
-                pass  # another replica created it first
+                continue  # another replica created it first
+            for name, code, *rest in getattr(response, "topic_errors", []):
+                if code == TopicAlreadyExistsError.errno:
+                    continue
+                if code:
+                    refused.append(f"{name}: error {code} {rest[0] if rest else ''}".strip())
+                else:
+                    created.append(name)
         if created:
             log.info("created topics", extra={"topics": created})
+        if refused:
+            # Kafka answers per topic: e.g. more replicas asked for than there are brokers.
+            raise RuntimeError(f"Kafka refused to create topics: {'; '.join(refused)}")
     finally:
         await admin.close()
     return created

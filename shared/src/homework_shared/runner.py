@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import signal
 
 import uvicorn
 from fastapi import FastAPI
@@ -31,5 +32,9 @@ def server_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run ``app`` until SIGTERM or SIGINT, then finish in-flight requests (up to ``shutdown_timeout_s``)."""
     configure_logging(settings)
-    # uvicorn installs its own SIGTERM/SIGINT handlers: stop accepting, drain, run the lifespan's shutdown.
+    # uvicorn installs its own SIGTERM/SIGINT handlers (stop accepting, drain, run the lifespan's
+    # shutdown) and, once done, re-raises the signal to the handler that was there before. A no-op
+    # handler there makes a graceful stop exit with status 0 instead of "killed by SIGTERM" (143).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.Server(server_config(app, settings)).run()
