@@ -8,17 +8,17 @@ answers 404, never 403, so ids cannot be probed. Every POST honours ``Idempotenc
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import DuplicateKeyError
 
-from homework_assignment.domain import AssignmentStatus, invalid, occurrence_already_resolved
-from homework_assignment.handlers import AssignmentHandlers, StatusAction
+from homework_assignment import domain
+from homework_assignment.domain import Assignment, AssignmentStatus, Resolution, invalid, occurrence_already_resolved
+from homework_assignment.handlers import AssignmentHandlers, StatusAction, new_id
 from homework_assignment.models import (
     AssignmentCreate,
     AssignmentPage,
@@ -38,8 +38,10 @@ from homework_assignment.models import (
     decode_cursor,
     encode_cursor,
 )
-from homework_shared.auth import ClientDep, PrincipalDep, TherapistDep
-from homework_shared.idempotency import IdempotencyKeyDep, respond_idempotently
+from homework_assignment.resolutions import Clash, Decide, ResolutionRequest, ResolutionWriter
+from homework_shared.auth import ClientDep, Principal, PrincipalDep, TherapistDep
+from homework_shared.errors import DomainError
+from homework_shared.idempotency import IdempotencyKeyDep, replay_or_none, request_fingerprint, respond_idempotently
 from homework_shared.service import Runtime
 
 MAX_RANGE = timedelta(days=366)
@@ -233,15 +235,14 @@ async def record_completion(
     body: CompletionCreate,
     principal: ClientDep,
     key: IdempotencyKeyDep,
-    h: HandlersDep,
 ) -> JSONResponse:
     """The client did an occurrence (done, or partial with a percent); publishes ``CompletionRecorded``."""
+    fields = body.model_dump()
 
-    async def write(session: AsyncClientSession) -> Any:
-        r = await h.record_completion(principal, assignment_id, occurrence_id, session, **body.model_dump())
-        return ResolutionPublic.of(r).model_dump(mode="json")
+    def decide(a: Assignment, now: datetime) -> Resolution:
+        return domain.record_completion(a, occurrence_id, now, id=new_id("cmp"), recorded_by=principal.sub, **fields)
 
-    return await _resolve(request, principal.sub, key, occurrence_id, "completion", write)
+    return await _resolve(request, principal, assignment_id, occurrence_id, key, decide, "completion")
 
 
 @router.post(
@@ -257,31 +258,52 @@ async def record_skip(
     body: SkipCreate,
     principal: ClientDep,
     key: IdempotencyKeyDep,
-    h: HandlersDep,
 ) -> JSONResponse:
     """The client did not do an occurrence, and the barrier; publishes ``OccurrenceSkipped``."""
+    fields = body.model_dump()
 
-    async def write(session: AsyncClientSession) -> Any:
-        r = await h.record_skip(principal, assignment_id, occurrence_id, session, **body.model_dump())
-        return ResolutionPublic.of(r).model_dump(mode="json")
+    def decide(a: Assignment, now: datetime) -> Resolution:
+        return domain.record_skip(a, occurrence_id, now, id=new_id("skp"), recorded_by=principal.sub, **fields)
 
-    return await _resolve(request, principal.sub, key, occurrence_id, "skip", write)
+    return await _resolve(request, principal, assignment_id, occurrence_id, key, decide, "skip")
 
 
 async def _resolve(
-    request: Request, sub: str, key: str | None, occurrence_id: str, kind: str, write: Write
+    request: Request,
+    principal: Principal,
+    assignment_id: str,
+    occurrence_id: str,
+    key: str | None,
+    decide: Decide,
+    kind: str,
 ) -> JSONResponse:
+    """Record through the group-commit writer; a retried request gets its first answer again."""
+    writer: ResolutionWriter = request.app.state.resolutions
+    rt: Runtime = request.app.state.runtime
+    fingerprint = request_fingerprint(request.method, request.url.path, await request.body()) if key else ""
+    pending = ResolutionRequest(
+        principal=principal,
+        assignment_id=assignment_id,
+        occurrence_id=occurrence_id,
+        now=rt.clock.now(),
+        decide=decide,
+        respond=lambda r: ResolutionPublic.of(r).model_dump(mode="json"),
+        idempotency=(key, fingerprint) if key else None,
+    )
     try:
-        response = await idempotent(request, sub, key, 201, write)
-    except DuplicateKeyError:
-        # The unique occurrence id in resolutions: someone resolved it first (not a retry of ours).
-        raise occurrence_already_resolved(occurrence_id) from None
-    if "Idempotent-Replayed" not in response.headers:
-        resolutions = request.app.state.metrics.counter(
-            "homework_resolutions_total", "Completions and skips recorded", ["type"]
-        )
-        resolutions.labels(kind).inc()
-    return response
+        body = await writer.record(pending)
+    except (DomainError, Clash) as error:
+        # Not written: if this key already has an answer, this is a retry (or a reuse: 422).
+        if key and (stored := await replay_or_none(rt.db, principal.sub, key, fingerprint)) is not None:
+            return stored.to_response()
+        if isinstance(error, Clash):
+            raise occurrence_already_resolved(occurrence_id) from None
+        raise
+    counter = request.app.state.metrics.counter(
+        "homework_resolutions_total", "Completions and skips recorded", ["type"]
+    )
+    counter.labels(kind).inc()
+    return JSONResponse(body, status_code=201)
 
 
 # ---------------------------------------------------------------- clients: their own

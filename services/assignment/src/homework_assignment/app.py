@@ -15,6 +15,7 @@ from homework_assignment.api import router
 from homework_assignment.config import Settings
 from homework_assignment.domain import InvalidInput
 from homework_assignment.handlers import AssignmentHandlers
+from homework_assignment.resolutions import ResolutionWriter
 from homework_assignment.store import AssignmentStore
 from homework_shared.clock import Clock
 from homework_shared.http import create_app
@@ -73,16 +74,27 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
     store = AssignmentStore(rt.db)
     handlers = AssignmentHandlers(store, rt.outbox, rt.mongo, rt.clock)
     sweeper = EndSweeper(handlers, settings.end_sweep_interval_s, app.state.metrics)
+    batch_sizes = app.state.metrics.histogram(
+        "resolution_batch_size",
+        "Completions and skips written per transaction (group commit)",
+        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    )
+    resolutions = ResolutionWriter(store, rt.outbox, rt.mongo, batch_sizes=batch_sizes)
     app.state.runtime = rt
     app.state.handlers = handlers
     app.state.sweeper = sweeper
+    app.state.resolutions = resolutions
     app.add_exception_handler(InvalidInput, _invalid_input)
 
     async def on_start() -> None:
         await store.ensure_indexes()
         sweeper.start()
 
-    app.router.lifespan_context = rt.lifespan(on_start, sweeper.stop)
+    async def on_stop() -> None:
+        await sweeper.stop()
+        await resolutions.close()
+
+    app.router.lifespan_context = rt.lifespan(on_start, on_stop)
 
     @app.get("/asyncapi.json", tags=["operations"], include_in_schema=False)
     async def asyncapi() -> dict[str, Any]:

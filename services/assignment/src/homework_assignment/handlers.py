@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from homework_assignment import domain
 from homework_assignment.domain import (
     Assignment,
     AssignmentContent,
@@ -25,14 +24,12 @@ from homework_assignment.domain import (
     OccurrenceStatus,
     Resolution,
     assignment_not_found,
-    occurrence_already_resolved,
 )
-from homework_assignment.messaging import assignment_created, assignment_revised, resolution_event, status_changed
+from homework_assignment.messaging import assignment_created, assignment_revised, status_changed
 from homework_assignment.store import AssignmentStore, Doc
 from homework_shared.auth import Principal, can_see_client
 from homework_shared.clock import Clock
 from homework_shared.errors import Conflict
-from homework_shared.events.values import Barrier, CompletionStatus
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.observability import current_request_id, current_trace_id
 from homework_shared.outbox import Outbox
@@ -173,84 +170,6 @@ class AssignmentHandlers:
         await self._audit(session, principal, action, before, after, now)
         return after
 
-    async def record_completion(
-        self,
-        principal: Principal,
-        assignment_id: str,
-        occurrence_id: str,
-        session: AsyncClientSession,
-        *,
-        status: CompletionStatus,
-        percent: int | None,
-        quality_rating: int | None,
-        data: Mapping[str, Any] | None,
-        note: str | None,
-        completed_at: datetime | None,
-    ) -> Resolution:
-        """The client did an occurrence; stages ``CompletionRecorded``. ``DuplicateKeyError`` if already resolved."""
-        a = await self.visible(principal, assignment_id, session)
-        now = self.clock.now()
-        try:
-            r = domain.record_completion(
-                a,
-                occurrence_id,
-                now,
-                id=new_id("cmp"),
-                recorded_by=principal.sub,
-                status=status,
-                percent=percent,
-                quality_rating=quality_rating,
-                data=data,
-                note=note,
-                completed_at=completed_at,
-            )
-        except Conflict:
-            await self._refuse_if_resolved(occurrence_id, session)
-            raise
-        return await self._resolve(principal, a, r, session)
-
-    async def record_skip(
-        self,
-        principal: Principal,
-        assignment_id: str,
-        occurrence_id: str,
-        session: AsyncClientSession,
-        *,
-        barrier: Barrier,
-        barrier_text: str | None,
-    ) -> Resolution:
-        """The client did not do an occurrence, and why; stages ``OccurrenceSkipped``."""
-        a = await self.visible(principal, assignment_id, session)
-        now = self.clock.now()
-        try:
-            r = domain.record_skip(
-                a,
-                occurrence_id,
-                now,
-                id=new_id("skp"),
-                recorded_by=principal.sub,
-                barrier=barrier,
-                barrier_text=barrier_text,
-            )
-        except Conflict:
-            await self._refuse_if_resolved(occurrence_id, session)
-            raise
-        return await self._resolve(principal, a, r, session)
-
-    async def _refuse_if_resolved(self, occurrence_id: str, session: AsyncClientSession) -> None:
-        # "Already resolved" says more than "closed" or "paused" when both are true.
-        if await self.store.is_resolved(occurrence_id, session):
-            raise occurrence_already_resolved(occurrence_id)
-
-    async def _resolve(
-        self, principal: Principal, a: Assignment, r: Resolution, session: AsyncClientSession
-    ) -> Resolution:
-        await self.store.insert_resolution(r, session)
-        await self.store.count_resolution(a, session)
-        await self.outbox.stage(session, resolution_event(r, a.content.kind), time=r.recorded_at)
-        await self._audit(session, principal, r.type, a, a, r.recorded_at, occurrence_id=r.occurrence.occurrence_id)
-        return r
-
     # ------------------------------------------------------------ the schedule
 
     async def end_finished_assignments(self, limit: int = 100) -> int:
@@ -284,8 +203,6 @@ class AssignmentHandlers:
             self.outbox.notify()
         return ended
 
-    # ------------------------------------------------------------ audit
-
     async def _audit(
         self,
         session: AsyncClientSession,
@@ -296,20 +213,31 @@ class AssignmentHandlers:
         now: datetime,
         **details: Any,
     ) -> None:
-        entry: Doc = {
-            "_id": new_id("aud"),
-            "at": now,
-            "actor": {"sub": principal.sub, "role": principal.role.value}
-            if principal
-            else {"sub": SYSTEM, "role": "system"},
-            "practice_id": after.practice_id,
-            "client_id": after.client_id,
-            "assignment_id": after.id,
-            "action": action,
-            "before": {"version": before.version, "status": before.status.value} if before else None,
-            "after": {"version": after.version, "status": after.status.value},
-            "request_id": current_request_id(),
-            "trace_id": current_trace_id(),
-            **details,
-        }
-        await self.store.audit(entry, session)
+        await self.store.audit(audit_entry(principal, action, before, after, now, **details), session)
+
+
+def audit_entry(
+    principal: Principal | None,
+    action: str,
+    before: Assignment | None,
+    after: Assignment,
+    now: datetime,
+    **details: Any,
+) -> Doc:
+    """An audit log entry: who (the caller, or the schedule), what (action, versions, status), when."""
+    return {
+        "_id": new_id("aud"),
+        "at": now,
+        "actor": {"sub": principal.sub, "role": principal.role.value}
+        if principal
+        else {"sub": SYSTEM, "role": "system"},
+        "practice_id": after.practice_id,
+        "client_id": after.client_id,
+        "assignment_id": after.id,
+        "action": action,
+        "before": {"version": before.version, "status": before.status.value} if before else None,
+        "after": {"version": after.version, "status": after.status.value},
+        "request_id": current_request_id(),
+        "trace_id": current_trace_id(),
+        **details,
+    }

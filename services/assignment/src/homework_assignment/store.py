@@ -4,6 +4,7 @@
 * ``revisions``: every version of an assignment's content, version 1 included.
 * ``resolutions``: completions and skips, ``_id`` = occurrence id, so an occurrence is resolved at most once.
 * ``audit_log``: who changed what and when, written in the same transaction as the change.
+* ``outbox``, ``leases`` and ``idempotency_keys``: the shared outbox and Idempotency-Key memory.
 
 Schedules and other content are stored as their JSON form (local times stay naive strings);
 instants are BSON dates, so they index and compare.
@@ -30,6 +31,7 @@ from homework_assignment.domain import (
 )
 from homework_shared.errors import Conflict
 from homework_shared.events.values import Barrier, CompletionData, CompletionStatus, Schedule
+from homework_shared.idempotency import COLLECTION as IDEMPOTENCY_KEYS
 from homework_shared.schedule import Occurrence
 
 Doc = dict[str, Any]
@@ -157,6 +159,7 @@ class AssignmentStore:
         self.revisions = db["revisions"]
         self.resolutions = db["resolutions"]
         self.audit_log = db["audit_log"]
+        self.idempotency_keys = db[IDEMPOTENCY_KEYS]
 
     async def ensure_indexes(self) -> None:
         """Create the indexes every query below relies on (idempotent)."""
@@ -198,19 +201,28 @@ class AssignmentStore:
         if result.matched_count != 1:
             raise _changed_meanwhile(before.id)
 
-    async def count_resolution(self, a: Assignment, session: Session) -> None:
-        """Count a resolution on the assignment, if it is still active and unchanged since read.
+    async def assignments_by_id(self, ids: set[str], session: Session) -> dict[str, Assignment]:
+        cursor = self.assignments.find({"_id": {"$in": sorted(ids)}}, session=session)
+        return {doc["_id"]: assignment_of(doc) async for doc in cursor}
+
+    async def count_resolutions(self, counts: Mapping[str, int], session: AsyncClientSession) -> bool:
+        """Add ``n`` to the resolution count of each assignment read in this transaction: ``{id: n}``.
 
         The write makes a concurrent pause, cancel or revision of the same assignment conflict
-        with this transaction, so a completion never slips in after a pause.
+        with the caller's transaction (snapshot isolation: a document changed since the snapshot
+        cannot be written), so a completion never slips in after a pause. False if an assignment
+        is gone.
         """
-        result = await self.assignments.update_one(
-            {"_id": a.id, "rev": a.rev, "status": AssignmentStatus.ACTIVE.value},
-            {"$inc": {"resolved_count": 1}},
-            session=session,
-        )
-        if result.matched_count != 1:
-            raise _changed_meanwhile(a.id)
+        by_count: dict[int, list[str]] = {}
+        for assignment_id, n in counts.items():
+            by_count.setdefault(n, []).append(assignment_id)
+        matched = 0
+        for n, ids in by_count.items():
+            result = await self.assignments.update_many(
+                {"_id": {"$in": ids}}, {"$inc": {"resolved_count": n}}, session=session
+            )
+            matched += result.matched_count
+        return matched == len(counts)
 
     async def page(
         self, practice_id: str, client_id: str, status: AssignmentStatus | None, limit: int, after: str | None
@@ -251,12 +263,10 @@ class AssignmentStore:
 
     # ------------------------------------------------------------ resolutions
 
-    async def insert_resolution(self, r: Resolution, session: Session) -> None:
-        """Store a completion or skip; ``DuplicateKeyError`` if its occurrence is already resolved."""
-        await self.resolutions.insert_one(resolution_doc(r), session=session)
-
-    async def is_resolved(self, occurrence_id: str, session: Session = None) -> bool:
-        return await self.resolutions.find_one({"_id": occurrence_id}, {"_id": 1}, session=session) is not None
+    async def resolved_among(self, occurrence_ids: list[str], session: Session) -> set[str]:
+        """Which of these occurrences already have a completion or skip."""
+        cursor = self.resolutions.find({"_id": {"$in": occurrence_ids}}, {"_id": 1}, session=session)
+        return {doc["_id"] async for doc in cursor}
 
     async def resolutions_of(self, occurrence_ids: list[str]) -> dict[str, Resolution]:
         cursor = self.resolutions.find({"_id": {"$in": occurrence_ids}})

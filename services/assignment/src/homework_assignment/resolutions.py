@@ -1,0 +1,216 @@
+"""Recording completions and skips: the requests waiting at one moment share one transaction (group commit).
+
+A completion is the service's hot path. Written alone it costs a transaction of about eight
+round trips; here one writer task takes every request waiting and writes them together:
+
+1. read their assignments and which of their occurrences are already resolved (two finds);
+2. apply the domain rules to each request, in that request's own context, so its event and
+   audit entry carry its request and trace ids; a request a rule refuses gets its own error;
+3. count the resolutions on their assignments (one bulk write; the write also makes a
+   concurrent pause, cancel or revision of the same assignment conflict with this transaction,
+   so nothing is recorded after a pause);
+4. insert the resolutions, outbox records, audit entries and remembered responses (one insert each);
+5. commit. Transient errors rerun the whole transaction.
+
+A batch is cut ``linger_s`` after its first request arrives (3 ms), so requests answered by
+the previous commit can join it.
+
+If the batch runs into a unique index (two requests racing for one occurrence or one
+idempotency key), each of its requests is written again alone, which gives each its exact
+answer; a request that still clashes alone gets :class:`Clash`. Only one transaction is in
+flight per process: requests arriving meanwhile form the next batch, so a lone request waits
+for nothing and a busy service writes in large batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Histogram
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from homework_assignment.domain import Assignment, Resolution, assignment_not_found, occurrence_already_resolved
+from homework_assignment.handlers import audit_entry
+from homework_assignment.messaging import resolution_event
+from homework_assignment.store import AssignmentStore, Doc, resolution_doc
+from homework_shared.auth import Principal, can_see_client
+from homework_shared.errors import DomainError
+from homework_shared.idempotency import remembered
+from homework_shared.mongo import MongoClient, run_in_transaction
+from homework_shared.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+Decide = Callable[[Assignment, datetime], Resolution]
+"""The domain rule of one request (``record_completion`` or ``record_skip`` with its fields bound)."""
+
+
+class Clash(Exception):
+    """Written alone, the request still hit a unique index: its occurrence or its idempotency key is taken."""
+
+
+class _Raced(Exception):
+    """An assignment changed between the read and the write of a batch."""
+
+
+@dataclass(eq=False)
+class ResolutionRequest:
+    """One request to resolve an occurrence, waiting for its batch."""
+
+    principal: Principal
+    assignment_id: str
+    occurrence_id: str
+    now: datetime
+    decide: Decide
+    respond: Callable[[Resolution], Any]
+    idempotency: tuple[str, str] | None = None
+    """(key, request fingerprint) when the request has an ``Idempotency-Key``."""
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@dataclass
+class _Accepted:
+    request: ResolutionRequest
+    assignment: Assignment
+    body: Any
+    resolution: Doc
+    record: Doc
+    audit: Doc
+    remembered: Doc | None
+
+
+class ResolutionWriter:
+    """Writes resolutions in group commits; ``record`` answers each request's response body or raises its error."""
+
+    def __init__(
+        self,
+        store: AssignmentStore,
+        outbox: Outbox,
+        client: MongoClient,
+        *,
+        batch_sizes: Histogram | None = None,
+        max_batch: int = 200,
+        linger_s: float = 0.003,
+    ) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.client = client
+        self.batch_sizes = batch_sizes
+        self.max_batch = max_batch
+        self.linger_s = linger_s
+        self._waiting: list[ResolutionRequest] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, request: ResolutionRequest) -> Any:
+        """Queue ``request`` for the next transaction and wait for its outcome."""
+        self._waiting.append(request)
+        if self._task is None or self._task.done():
+            # A context of its own: log lines of the writer belong to no single request.
+            self._task = asyncio.create_task(self._drain(), name="resolution-writer", context=contextvars.Context())
+        return await request.future
+
+    async def close(self) -> None:
+        """Wait for the requests already queued to be written."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            if len(self._waiting) < self.max_batch:
+                # Let the requests answered by the last commit come back before cutting the batch:
+                # without this, batches alternate between one request and all the others.
+                await asyncio.sleep(self.linger_s)
+            batch = self._waiting[: self.max_batch]
+            del self._waiting[: self.max_batch]
+            await self._flush([r for r in batch if not r.future.done()])
+
+    async def _flush(self, batch: list[ResolutionRequest]) -> None:
+        if not batch:
+            return
+        if self.batch_sizes is not None:
+            self.batch_sizes.observe(len(batch))
+        try:
+            outcomes = await run_in_transaction(self.client, lambda session: self._write(session, batch))
+        except (DuplicateKeyError, BulkWriteError, _Raced) as error:
+            if len(batch) == 1:
+                _settle(batch[0], Clash(str(error)))
+                return
+            log.info("a batch of %d resolutions clashed; writing each alone", len(batch))
+            for request in batch:
+                await self._flush([request])
+            return
+        except Exception as error:  # noqa: BLE001 - handed to every request of the batch, which raises it
+            for request in batch:
+                _settle(request, error)
+            return
+        for request, outcome in outcomes:
+            _settle(request, outcome)
+        self.outbox.notify()
+
+    async def _write(
+        self, session: AsyncClientSession, batch: list[ResolutionRequest]
+    ) -> list[tuple[ResolutionRequest, Any]]:
+        assignments = await self.store.assignments_by_id({r.assignment_id for r in batch}, session)
+        taken = await self.store.resolved_among([r.occurrence_id for r in batch], session)
+        outcomes: list[tuple[ResolutionRequest, Any]] = []
+        accepted: list[_Accepted] = []
+        for request in batch:
+            try:
+                item = request.context.run(self._accept, request, assignments.get(request.assignment_id), taken)
+            except DomainError as error:
+                outcomes.append((request, error))
+                continue
+            taken.add(request.occurrence_id)
+            accepted.append(item)
+            outcomes.append((request, item.body))
+        if accepted:
+            if not await self.store.count_resolutions(Counter(item.assignment.id for item in accepted), session):
+                raise _Raced
+            await self.store.resolutions.insert_many([i.resolution for i in accepted], session=session)
+            await self.outbox.stage_prepared(session, [i.record for i in accepted], check_existing=False)
+            await self.store.audit_log.insert_many([i.audit for i in accepted], session=session)
+            keys = [i.remembered for i in accepted if i.remembered is not None]
+            if keys:
+                await self.store.idempotency_keys.insert_many(keys, session=session)
+        return outcomes
+
+    def _accept(self, request: ResolutionRequest, a: Assignment | None, taken: set[str]) -> _Accepted:
+        """Apply the rules to one request; runs in the request's context (its request and trace ids)."""
+        if a is None or not can_see_client(request.principal, a.client_id, a.practice_id):
+            raise assignment_not_found(request.assignment_id)
+        if request.occurrence_id in taken:
+            raise occurrence_already_resolved(request.occurrence_id)
+        resolution = request.decide(a, request.now)
+        body = request.respond(resolution)
+        occurrence_id = resolution.occurrence.occurrence_id
+        return _Accepted(
+            request=request,
+            assignment=a,
+            body=body,
+            resolution=resolution_doc(resolution),
+            record=self.outbox.prepare(resolution_event(resolution, a.content.kind), time=resolution.recorded_at),
+            audit=audit_entry(request.principal, resolution.type, a, a, request.now, occurrence_id=occurrence_id),
+            remembered=remembered(request.principal.sub, *request.idempotency, 201, body)
+            if request.idempotency
+            else None,
+        )
+
+
+def _settle(request: ResolutionRequest, outcome: Any) -> None:
+    if request.future.done():  # the caller went away
+        return
+    if isinstance(outcome, BaseException):
+        request.future.set_exception(outcome)
+    else:
+        request.future.set_result(outcome)
