@@ -209,7 +209,9 @@ async def apply_event(ctx: Context, env: Envelope[Any]) -> None:
         await record_missed(work, plan, data)
     else:
         await record_reminder(work, plan, data)
-    await raise_alerts(work, instant_of(data), with_thresholds=isinstance(data, CompletionRecorded))
+    if not isinstance(data, ReminderSent):
+        rated = isinstance(data, CompletionRecorded) and bool(series_values(data))
+        await raise_alerts(work, instant_of(data), with_thresholds=rated)
     await work.flush()
 
 
@@ -511,7 +513,11 @@ async def record_missed(work: Work, plan: Plan, event: OccurrenceMissed) -> None
 
 
 async def record_reminder(work: Work, plan: Plan, event: ReminderSent) -> None:
-    """Remember when reminders were sent; reclassify a completion that came before the reminder's event did."""
+    """Remember when reminders were sent; reclassify a completion that came before the reminder's event did.
+
+    It does not move the tally: a reminder changes no due figure, and leaving the assignment alone
+    saves a write on the most frequent event.
+    """
     _check_belongs(event)
     oid = event.occurrence_id
     occ = await work.occurrence(oid)
@@ -531,7 +537,6 @@ async def record_reminder(work: Work, plan: Plan, event: ReminderSent) -> None:
             work.count(oid, was, -1)
             work.count(oid, effect)
             occ.set("reminder_effect", effect)
-    await catch_up(work, plan, min(event.sent_at, work.ctx.now))
 
 
 async def fold_streak(work: Work, occurrence_id: str, opens: datetime, *, completed: bool) -> None:
@@ -601,8 +606,9 @@ def rules_of(doc: Doc | None) -> list[ThresholdRule]:
 async def raise_alerts(work: Work, at: datetime, *, with_thresholds: bool) -> None:
     """Stage ``AdherenceAlertRaised`` for each flag whose condition just became true: once per episode.
 
-    Only a completion can move a rating, so the therapist's thresholds are read (one query) for
-    completions alone; other events leave the threshold flags as they were.
+    Only a completion with a rating can move one, so the therapist's thresholds are read (one
+    query) for those alone; other events leave the threshold flags as they were. A reminder
+    changes no figure a flag rests on: no evaluation at all.
     """
     a = work.a.doc
     rules = rules_of(await work.ctx.store.thresholds(a["client_id"])) if with_thresholds else []
