@@ -129,3 +129,13 @@ async def test_figures_do_not_depend_on_how_the_two_topics_interleave() -> None:
     # before the revision; new schedule from the 28th 09:00: 28, 29, 30, 31? (31 09:00 has closed by 12:00).
     assert (f["due"], f["done"], f["partial"], f["skipped"]) == (9, 4, 1, 1)
     assert f["missed"] == 3
+
+
+async def test_a_bad_held_event_does_not_block_its_assignment() -> None:
+    a = Assignment("asg-1", daily(START, 14))
+    h = Harness(now=utc(2026, 3, 23, 12))
+    stranger = a.done(day(21)).model_copy(update={"client_id": "someone-else"})
+    await h.apply(stranger, a.done(day(22)), a.created(CREATED))
+    f = await h.assignment("asg-1")
+    assert (f["due"], f["done"]) == (2, 1)
+    assert h.store.collections["held_events"] == {}

@@ -282,7 +282,11 @@ async def create_assignment(ctx: Context, event: AssignmentCreated) -> None:
     )
     held = await ctx.store.held_for(event.assignment_id)
     for item in held:
-        await apply_event(ctx, unheld(item))
+        try:
+            await apply_event(ctx, unheld(item))
+        except UnappliableEvent as exc:
+            # A bad event must not block its assignment: it is dropped (and logged), as parking would.
+            log.warning("dropping held event %s (%s): %s", item["_id"], item["type"], exc)
     await ctx.store.release([item["_id"] for item in held])
 
 
