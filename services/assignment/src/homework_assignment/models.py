@@ -329,6 +329,9 @@ def decode_cursor(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        key = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid("cursor", "not a cursor this service gave out", "query") from None
+        key = ""
+    if not key:
+        raise invalid("cursor", "not a cursor this service gave out", "query")
+    return key

@@ -238,9 +238,11 @@ class AssignmentStore:
 
     async def due_to_end(self, now: datetime, limit: int) -> list[str]:
         """Ids of active or paused assignments whose last occurrence has closed by ``now``."""
-        query = {"status": {"$in": OPEN_STATUSES}, "ends_at": {"$lte": now}}
-        cursor = self.assignments.find(query, {"_id": 1}).limit(limit)
-        return [doc["_id"] async for doc in cursor]
+        found: list[str] = []
+        for status in OPEN_STATUSES:  # one equality each: both use the (status, ends_at) index
+            cursor = self.assignments.find({"status": status, "ends_at": {"$lte": now}}, {"_id": 1}).limit(limit)
+            found += [doc["_id"] async for doc in cursor]
+        return found[:limit]
 
     # ------------------------------------------------------------ revisions
 
