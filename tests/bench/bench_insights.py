@@ -367,39 +367,37 @@ async def _e2e_at(infra: Infra, rate: float) -> tuple[list[float], list[Homework
         try:
             created = await _produce(producer, rt.topics, [a.created(CREATED) for a in clients])
             await _wait_processed(rt.db, [e.id for e in created], 60)
-            latencies = await _paced(producer, rt.topics, completions, lambda ids: _applied(rt.db, ids), rate)
+            latencies = await _paced(producer, rt.topics, completions, lambda cb: _watch_applied(rt.db, cb), rate)
         finally:
             await producer.stop()
     return latencies, completions
 
 
-async def _applied(db: Any, ids: list[str]) -> set[str]:
-    found = await db[PROCESSED].find({"_id": {"$in": ids}}, {"_id": 1}).to_list()
-    return {d["_id"] for d in found}
+async def _watch_applied(db: Any, arrived: Callable[[str], None]) -> None:
+    """Call ``arrived`` with each event id as its transaction commits (a change stream: no polling load)."""
+    async with await db[PROCESSED].watch([{"$match": {"operationType": "insert"}}]) as stream:
+        async for change in stream:
+            arrived(change["documentKey"]["_id"])
 
 
 async def _paced(
     producer: AIOKafkaProducer,
     topics: Topics,
     events: list[HomeworkEvent],
-    seen: Callable[[list[str]], Any],
+    seen: Callable[[Callable[[str], None]], Any],
     rate: float,
 ) -> list[float]:
-    """Send at ``rate``/s; record for each event the time until ``seen`` reports its id."""
+    """Send at ``rate``/s; record for each event the time until ``seen`` (a watcher calling back with the ids it
+    sees) reports its id."""
     sent_at: dict[str, float] = {}
     latencies: dict[str, float] = {}
-    finished = asyncio.Event()
 
-    async def watch() -> None:
-        while not finished.is_set() or len(latencies) < len(sent_at):
-            pending = [i for i in sent_at if i not in latencies]
-            if pending:
-                now = time.perf_counter()
-                for i in await seen(pending):
-                    latencies[i] = now - sent_at[i]
-            await asyncio.sleep(0.01)
+    def arrived(event_id: str) -> None:
+        if event_id in sent_at and event_id not in latencies:
+            latencies[event_id] = time.perf_counter() - sent_at[event_id]
 
-    watcher = asyncio.create_task(watch())
+    watcher = asyncio.create_task(seen(arrived))
+    await asyncio.sleep(0.5)  # the watcher is listening before the first send
     start = time.perf_counter()
     try:
         for k, e in enumerate(events):
@@ -410,8 +408,7 @@ async def _paced(
             rec = encode(env)
             sent_at[env.id] = time.perf_counter()
             await producer.send(topics.stream(e.stream), rec.value, key=rec.key, headers=rec.headers)
-        finished.set()
-        await asyncio.wait_for(watcher, timeout=300)
+        await wait_for(lambda: _true(len(latencies) == len(sent_at)), timeout=300, interval=0.1)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -437,18 +434,13 @@ async def _e2e_baseline(infra: Infra, events: list[HomeworkEvent], rate: float) 
     )
     await producer.start()
     await consumer.start()
-    received: set[str] = set()
-
-    async def consume() -> None:
-        while True:
-            for records in (await consumer.getmany(timeout_ms=100)).values():
-                received.update(dict(r.headers)["ce_id"].decode() for r in records)
-
-    reader = asyncio.create_task(consume())
     try:
 
-        async def seen(ids: list[str]) -> set[str]:
-            return {i for i in ids if i in received}
+        async def seen(arrived: Callable[[str], None]) -> None:
+            while True:
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    for r in records:
+                        arrived(dict(r.headers)["ce_id"].decode())
 
         class _One:
             def stream(self, _: str) -> str:
@@ -456,9 +448,6 @@ async def _e2e_baseline(infra: Infra, events: list[HomeworkEvent], rate: float) 
 
         return await _paced(producer, _One(), events, seen, rate)  # type: ignore[arg-type]
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
         await consumer.stop()
         await producer.stop()
 
