@@ -10,6 +10,8 @@ from typing import Any
 from homework_insights.store import Doc
 
 WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 560, 170, 44, 14, 14, 30
+BETTER_WHEN_HIGHER = {"done": True, "adherence_pct": True, "quality_mean": True, "skipped": False, "missed": False}
+"""Which changes read as good news (green) or bad (red); the others (due, partial) stay neutral."""
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:960px;color:#1f2933;
@@ -93,7 +95,8 @@ def _changes(changes: Doc | None) -> str:
     rows = []
     for name, c in changes["figures"].items():
         delta = c["change"]
-        cls = "" if not delta else ("up" if delta > 0 else "down")
+        better = BETTER_WHEN_HIGHER.get(name)
+        cls = "" if not delta or better is None else ("up" if (delta > 0) == better else "down")
         shown = "" if delta is None else f"{delta:+g}"
         rows.append(
             f"<tr><td>{escape(name.replace('_', ' '))}</td><td>{_fmt(c['before'])}</td><td>{_fmt(c['now'])}</td>"
