@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
 from homework_assignment.app import create
@@ -79,6 +79,36 @@ async def read_events(settings: Settings, client_id: str, count: int, timeout: f
     finally:
         await consumer.stop()
     return found
+
+
+async def all_events(service: Service, timeout: float = 20.0) -> list[Envelope[Any]]:
+    """Every event about the test's client on the topic, in order, once the outbox has sent everything."""
+    await wait_for(lambda: _relayed(service), timeout=timeout, message="outbox relayed")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=service.settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    topic = Topics(prefix=service.settings.topic_prefix).assignment
+    found: list[Envelope[Any]] = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(service.settings.topic_partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        async with asyncio.timeout(timeout):
+            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                batch = await consumer.getmany(*partitions, timeout_ms=200)
+                for records in batch.values():
+                    found += [decode(r.headers, r.value) for r in records if r.key == service.client_id.encode()]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _relayed(service: Service) -> bool:
+    return await service.runtime.relay.pending() == 0
 
 
 def bearer(role: str, sub: str, practice: str) -> dict[str, str]:
