@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import PyMongoError
+from pymongo.errors import PyMongoError, ServerSelectionTimeoutError
 
 from homework_shared.settings import ServiceSettings
 
@@ -47,7 +47,8 @@ async def run_in_transaction(
 ) -> T:
     """Run ``fn(session)`` in a transaction and commit it, retrying the whole on transient errors.
 
-    At most ``max_attempts`` tries, with jittered exponential back-off between them. ``fn`` may
+    At most ``max_attempts`` tries, with jittered exponential back-off between them; none more when
+    no server could be selected (the client already waited its timeout). ``fn`` may
     run more than once, so it must write only through ``session`` and have no other side effects.
     """
     async with client.start_session() as session:
@@ -60,7 +61,10 @@ async def run_in_transaction(
             except PyMongoError as error:
                 if session.in_transaction:
                     await session.abort_transaction()
-                if not error.has_error_label(TRANSIENT_TRANSACTION_ERROR) or attempt == max_attempts:
+                # No server to select has already cost the whole selection timeout: another try
+                # would only make a request that must fail fast (503) wait that long again.
+                unreachable = isinstance(error, ServerSelectionTimeoutError)
+                if unreachable or not error.has_error_label(TRANSIENT_TRANSACTION_ERROR) or attempt == max_attempts:
                     raise
                 log.info("transaction retried after a transient error", extra={"attempt": attempt})
                 await asyncio.sleep(backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
