@@ -84,16 +84,19 @@ async def read_events(settings: Settings, client_id: str, count: int, timeout: f
 async def all_events(service: Service, timeout: float = 20.0) -> list[Envelope[Any]]:
     """Every event about the test's client on the topic, in order, once the outbox has sent everything."""
     await wait_for(lambda: _relayed(service), timeout=timeout, message="outbox relayed")
+    return await topic_events(service.settings, service.client_id, timeout)
+
+
+async def topic_events(settings: Settings, client_id: str, timeout: float = 20.0) -> list[Envelope[Any]]:
+    """Every event keyed ``client_id`` on the assignment topic of ``settings``, up to its current end."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=service.settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+        bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
-    topic = Topics(prefix=service.settings.topic_prefix).assignment
+    topic = Topics(prefix=settings.topic_prefix).assignment
     found: list[Envelope[Any]] = []
     try:
-        partitions = [TopicPartition(topic, p) for p in range(service.settings.topic_partitions)]
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -101,7 +104,7 @@ async def all_events(service: Service, timeout: float = 20.0) -> list[Envelope[A
             while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
                 batch = await consumer.getmany(*partitions, timeout_ms=200)
                 for records in batch.values():
-                    found += [decode(r.headers, r.value) for r in records if r.key == service.client_id.encode()]
+                    found += [decode(r.headers, r.value) for r in records if r.key == client_id.encode()]
     finally:
         await consumer.stop()
     return found
