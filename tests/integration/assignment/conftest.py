@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -180,6 +181,33 @@ class Service:
         assert response.status_code == 201, response.text
         body: dict[str, Any] = response.json()
         return body
+
+
+def settings_for(kafka: str, mongodb: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "kafka_bootstrap_servers": kafka,
+        "mongodb_uri": mongodb,
+        "mongodb_database": unique("assignment"),
+        "topic_prefix": unique("outage"),
+        "topic_partitions": 1,
+        "mongo_timeout_ms": 500,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    """A service of its own, with a practice, a client and a therapist."""
+    app = create(settings, clock=ManualClock(T0))
+    transport = httpx.ASGITransport(app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        svc = Service(app, http, app.state.runtime.clock, settings)
+        svc.practice, svc.client_id = unique("practice"), unique("client")
+        svc.therapist = bearer("therapist", "t1", svc.practice)
+        svc.client = bearer("client", svc.client_id, svc.practice)
+        yield svc
 
 
 @pytest.fixture(scope="session")

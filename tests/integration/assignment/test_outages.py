@@ -6,16 +6,9 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from homework_assignment.app import create
-from homework_assignment.config import Settings
-from homework_shared.clock import ManualClock
 from homework_shared.events import (
     AssignmentCreated,
     AssignmentPaused,
@@ -24,36 +17,9 @@ from homework_shared.events import (
     OccurrenceSkipped,
 )
 from homework_shared.service import Runtime
-from tests.conftest import unique, wait_for
+from tests.conftest import wait_for
 from tests.infra import Infra, devstack
-from tests.integration.assignment.conftest import T0, Service, all_events, bearer, daily_mood_log, evening
-
-
-def settings_for(kafka: str, mongodb: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "environment": "test",
-        "kafka_bootstrap_servers": kafka,
-        "mongodb_uri": mongodb,
-        "mongodb_database": unique("assignment"),
-        "topic_prefix": unique("outage"),
-        "topic_partitions": 1,
-        "mongo_timeout_ms": 500,
-        **overrides,
-    }
-    return Settings(**values)
-
-
-@asynccontextmanager
-async def service(settings: Settings) -> AsyncIterator[Service]:
-    """A service of its own, with a practice, a client and a therapist."""
-    app = create(settings, clock=ManualClock(T0))
-    transport = httpx.ASGITransport(app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-        svc = Service(app, http, app.state.runtime.clock, settings)
-        svc.practice, svc.client_id = unique("practice"), unique("client")
-        svc.therapist = bearer("therapist", "t1", svc.practice)
-        svc.client = bearer("client", svc.client_id, svc.practice)
-        yield svc
+from tests.integration.assignment.conftest import Service, all_events, daily_mood_log, evening, service, settings_for
 
 
 def closed_port() -> int:
