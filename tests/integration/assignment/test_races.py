@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from homework_assignment.handlers import AssignmentHandlers
 from homework_assignment.store import AssignmentStore
 from homework_shared.auth import Principal, Role
 from homework_shared.mongo import run_in_transaction
-from tests.integration.assignment.conftest import Service, evening
+from tests.integration.assignment.conftest import Service, evening, service
 
 
 async def test_a_completion_racing_a_pause_is_never_recorded_after_it(svc: Service) -> None:
@@ -59,3 +60,41 @@ async def test_a_pause_committed_between_the_read_and_the_write_of_a_batch_makes
     assert (response.status_code, response.json()["error"]) == (409, "assignment_not_active")
     audit = (await svc.http.get(f"/v1/assignments/{a['id']}/audit", headers=svc.therapist)).json()["items"]
     assert [e["action"] for e in audit] == ["create", "pause"]
+
+
+async def test_a_batch_that_runs_into_a_unique_index_is_written_again_request_by_request(
+    svc: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assignments = [await svc.create(title=f"Homework {n}") for n in range(4)]
+    svc.at(2026, 3, 21, 19, 30)
+    taken = assignments[0]
+    assert (await svc.complete(taken, evening(taken, 21))).status_code == 201
+    store: AssignmentStore = svc.app.state.handlers.store
+
+    async def blind(occurrence_ids: list[str], session: AsyncClientSession) -> set[str]:
+        return set()  # as if another replica resolved it after this batch looked
+
+    monkeypatch.setattr(store, "resolved_among", blind)
+    batch_sizes = svc.app.state.metrics.histogram("resolution_batch_size", "")
+    batches_before = batch_sizes._sum.get()
+    responses = await asyncio.gather(*(svc.complete(a, evening(a, 21)) for a in assignments))
+    assert [r.status_code for r in responses] == [409, 201, 201, 201]
+    assert responses[0].json()["error"] == "occurrence_already_resolved"
+    assert batch_sizes._sum.get() - batches_before == 4 + 4, "one batch of four, then each alone"
+    for a in assignments:
+        found = await svc.http.get(f"/v1/assignments/{a['id']}", headers=svc.therapist)
+        assert found.json()["resolved_count"] == 1
+
+
+async def test_two_replicas_racing_for_one_occurrence_record_it_once(svc: Service) -> None:
+    a = await svc.create()
+    async with service(svc.settings.model_copy(update={"topic_prefix": svc.settings.topic_prefix})) as other:
+        other.clock.set(datetime(2026, 3, 21, 19, 30, tzinfo=UTC))
+        svc.at(2026, 3, 21, 19, 30)
+        responses = await asyncio.gather(
+            *(replica.complete(a, evening(a, 21), headers=svc.client) for replica in (svc, other, svc, other))
+        )
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409]
+    assert {r.json().get("error") for r in responses if r.status_code == 409} == {"occurrence_already_resolved"}
+    found = await svc.http.get(f"/v1/assignments/{a['id']}", headers=svc.therapist)
+    assert found.json()["resolved_count"] == 1
