@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,6 +89,7 @@ class EventConsumer:
         max_delay: float = 5.0,
         batch_size: int = 1,
         batch_timeout_ms: int = 20,
+        concurrency: int = 1,
     ) -> None:
         self.broker = broker
         self.client = client
@@ -99,6 +101,7 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.concurrency = concurrency
         # batch_size > 1: up to that many records per poll, each still applied in its own transaction,
         # and one offset commit after the whole batch (a commit per record costs a broker round trip).
         batching: dict[str, Any] = (
@@ -129,10 +132,30 @@ class EventConsumer:
         await self.handle_record(msg, record)
 
     async def handle_batch(self, msg: KafkaMessage) -> None:
-        """Each record of a batch in turn, as ``handle`` does; the offsets are committed after the last one."""
+        """Each record of a batch as ``handle`` does; the offsets are committed after the last one.
+
+        With ``concurrency > 1`` the records of different partition numbers are applied concurrently
+        (up to that many at once), those of one partition number in order. A key lands on the same
+        partition number in every topic of the same partition count, so one client's events (keyed
+        by client id) are never applied concurrently, whichever of the streams they come from.
+        """
         records = msg.raw_message
-        for record in records if isinstance(records, tuple) else (records,):
-            await self.handle_record(msg, record)
+        batch = records if isinstance(records, tuple) else (records,)
+        if self.concurrency <= 1:
+            for record in batch:
+                await self.handle_record(msg, record)
+            return
+        lanes: dict[int, list[Any]] = {}
+        for record in batch:
+            lanes.setdefault(record.partition, []).append(record)
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def run(lane: list[Any]) -> None:
+            async with limit:
+                for record in lane:
+                    await self.handle_record(msg, record)
+
+        await asyncio.gather(*(run(lane) for lane in lanes.values()))
 
     async def handle_record(self, msg: KafkaMessage, record: Any) -> None:
         """The life of one record: see the module docstring."""
@@ -154,8 +177,13 @@ class EventConsumer:
                 return
             except Exception as exc:
                 if _is_transient(exc):
-                    log.warning("database unavailable while applying %s; waiting", env.id)
-                    await asyncio.sleep(self.max_delay / 2)
+                    if isinstance(exc, ConnectionFailure):
+                        log.warning("database unavailable while applying %s; waiting", env.id)
+                        await asyncio.sleep(self.max_delay / 2)
+                    else:
+                        # A write conflict with a concurrent transaction: retry at once, with jitter.
+                        log.info("transaction of %s conflicted (%s); retrying", env.id, exc)
+                        await asyncio.sleep(random.uniform(0.005, 0.05))
                     continue
                 attempt += 1
                 self.metrics.retries.inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
@@ -28,7 +29,10 @@ def _paused(client: str, n: int) -> AssignmentPaused:
     )
 
 
-async def test_a_batched_consumer_applies_each_record_once_in_order_and_commits_after_the_batch(infra: Infra) -> None:
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_a_batched_consumer_applies_each_record_once_in_order_and_commits_after_the_batch(
+    infra: Infra, concurrency: int
+) -> None:
     topics = Topics(prefix=unique("batch"))
     group = unique("g")
     await ensure_topics(
@@ -58,6 +62,7 @@ async def test_a_batched_consumer_applies_each_record_once_in_order_and_commits_
         apply=apply,
         metrics=ConsumerMetrics(CollectorRegistry()),
         batch_size=50,
+        concurrency=concurrency,
     )
     await consumer.ensure_indexes()
     assert "Batch" in type(consumer.subscriber).__name__
