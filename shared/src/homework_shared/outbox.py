@@ -142,10 +142,12 @@ class Outbox:
             found = self.collection.find({"_id": {"$in": wanted}}, {"_id": 1}, session=session)
             seen = {d["_id"] async for d in found}
         fresh: list[dict[str, Any]] = []
+        staged_at = datetime.now(UTC)
         for doc in docs:
             if doc["_id"] not in seen:
                 seen.add(doc["_id"])
-                fresh.append(doc)
+                # Staged now, not when prepared: the relay-lag figures measure from here.
+                fresh.append({**doc, "created_at": staged_at})
         if fresh:
             await self.collection.insert_many(fresh, ordered=True, session=session)
         return [str(d["_id"]) for d in fresh]

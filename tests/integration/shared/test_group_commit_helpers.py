@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -33,6 +34,7 @@ async def test_records_prepared_in_two_trace_contexts_are_staged_in_one_transact
         with trace_context(SECOND):
             second = outbox.prepare(EXAMPLES[AssignmentPaused])
 
+        before = datetime.now(UTC)
         staged = await run_in_transaction(client, lambda s: outbox.stage_prepared(s, [first, second]))
         again = await run_in_transaction(client, lambda s: outbox.stage_prepared(s, [first]))
 
@@ -43,6 +45,7 @@ async def test_records_prepared_in_two_trace_contexts_are_staged_in_one_transact
         assert unchecked == [third["_id"]]
         stored = (await outbox.collection.find().sort("seq", 1).to_list())[:2]
         traces = [dict(d["headers"])["traceparent"].split("-")[1] for d in stored]
+        assert all(d["created_at"] >= before for d in stored), "created when staged, not when prepared"
         assert traces == [FIRST.split("-")[1], SECOND.split("-")[1]]
     finally:
         await client.close()
