@@ -48,6 +48,8 @@ class Stack:
     mongodb_uri: str
     pids: dict[str, int] = field(default_factory=dict)
     broker_ports: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # A SASL_PLAINTEXT/PLAIN listener of a single-broker stack (user SASL_USER, password SASL_PASSWORD).
+    kafka_sasl_bootstrap: str = ""
 
     def env(self) -> dict[str, str]:
         return {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap, "MONGODB_URI": self.mongodb_uri}
@@ -181,19 +183,33 @@ def _tail(path: Path, lines: int = 15) -> str:
     return ""
 
 
+SASL_USER, SASL_PASSWORD = "homework", "homework-secret"
+
+
 def broker_properties(
-    node_id: int, port: int, cport: int, voters: list[tuple[int, int]], data: Path, replication: int
+    node_id: int,
+    port: int,
+    cport: int,
+    voters: list[tuple[int, int]],
+    data: Path,
+    replication: int,
+    sasl_port: int | None = None,
 ) -> str:
     bootstrap = ",".join(f"127.0.0.1:{cp}" for _, cp in voters)
+    listeners = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}"
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if sasl_port:
+        listeners += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
+        protocols += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
     props = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.bootstrap.servers": bootstrap,
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+        "listeners": listeners,
+        "advertised.listeners": listeners,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
         "log.dirs": str(data),
         "num.partitions": "3",
         "auto.create.topics.enable": "false",
@@ -208,10 +224,16 @@ def broker_properties(
         "group.initial.rebalance.delay.ms": "0",
         "log.flush.interval.messages": "9223372036854775807",
     }
+    if sasl_port:
+        props["listener.name.sasl_plaintext.sasl.enabled.mechanisms"] = "PLAIN"
+        props["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{SASL_USER}" password="{SASL_PASSWORD}" user_{SASL_USER}="{SASL_PASSWORD}";'
+        )
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
-def start_kafka(root: Path, brokers: int = 1) -> tuple[str, dict[str, int], dict[int, tuple[int, int]]]:
+def start_kafka(root: Path, brokers: int = 1) -> tuple[str, dict[str, int], dict[int, tuple[int, int]], str]:
     """Format fresh data directories and start ``brokers`` combined broker/controller nodes."""
     java = check_java()
     libs = kafka_libs()
@@ -219,6 +241,7 @@ def start_kafka(root: Path, brokers: int = 1) -> tuple[str, dict[str, int], dict
     cluster_id = uuid.uuid4().hex[:22]
     ports = {n: (free_port(), free_port()) for n in range(1, brokers + 1)}
     voters = [(n, cport) for n, (_, cport) in ports.items()]
+    sasl_port = free_port() if brokers == 1 else None
     logs = root / "logs"
     pids: dict[str, int] = {}
     for n, (port, cport) in ports.items():
@@ -226,7 +249,7 @@ def start_kafka(root: Path, brokers: int = 1) -> tuple[str, dict[str, int], dict
         shutil.rmtree(data.parent, ignore_errors=True)
         data.mkdir(parents=True)
         conf = data.parent / "server.properties"
-        conf.write_text(broker_properties(n, port, cport, voters, data, min(3, brokers)))
+        conf.write_text(broker_properties(n, port, cport, voters, data, min(3, brokers), sasl_port))
         fmt = [
             java,
             "-cp",
@@ -259,7 +282,7 @@ def start_kafka(root: Path, brokers: int = 1) -> tuple[str, dict[str, int], dict
     for n, (port, _) in ports.items():
         _wait_port(port, pids[f"kafka-{n}"], f"Kafka broker {n}", logs / f"kafka-{n}" / "kafka.log", deadline)
     bootstrap = ",".join(f"127.0.0.1:{p}" for p, _ in ports.values())
-    return bootstrap, pids, ports
+    return bootstrap, pids, ports, f"127.0.0.1:{sasl_port}" if sasl_port else ""
 
 
 def kafka_command(java: str, cp: str, logdir: Path, conf: Path) -> list[str]:
@@ -409,7 +432,7 @@ def up(root: Path, brokers: int = 1) -> Stack:
         kafka_libs()
         stack.mongodb_uri, stack.pids["mongo"], _ = start_mongo(root)
         _save(stack)
-        stack.kafka_bootstrap, kpids, stack.broker_ports = start_kafka(root, brokers)
+        stack.kafka_bootstrap, kpids, stack.broker_ports, stack.kafka_sasl_bootstrap = start_kafka(root, brokers)
         stack.pids.update(kpids)
         _save(stack)
         wait_ready(stack)
@@ -427,6 +450,7 @@ def _save(stack: Stack) -> None:
         "mongodb_uri": stack.mongodb_uri,
         "pids": stack.pids,
         "broker_ports": {str(k): list(v) for k, v in stack.broker_ports.items()},
+        "kafka_sasl_bootstrap": stack.kafka_sasl_bootstrap,
     }
     (stack.root / "state.json").write_text(json.dumps(state, indent=2))
 
@@ -442,6 +466,7 @@ def load(root: Path) -> Stack | None:
         mongodb_uri=state["mongodb_uri"],
         pids={k: int(v) for k, v in state["pids"].items()},
         broker_ports={int(k): (v[0], v[1]) for k, v in state.get("broker_ports", {}).items()},
+        kafka_sasl_bootstrap=state.get("kafka_sasl_bootstrap", ""),
     )
 
 

@@ -15,16 +15,44 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from homework_shared.events.topics import Topics
+from homework_shared.settings import KafkaConnectionSettings
 
 log = logging.getLogger(__name__)
 
 
-def make_broker(bootstrap_servers: str, *, client_id: str, **options: Any) -> KafkaBroker:
+def kafka_security(settings: KafkaConnectionSettings) -> BaseSecurity | None:
+    """FastStream's security object for the TLS / SASL the settings ask for (None for PLAINTEXT)."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    ssl_context = settings.kafka_client_options().get("ssl_context")
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=ssl_context, use_ssl=True)
+    sasl = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+    assert settings.kafka_sasl_username is not None
+    assert settings.kafka_sasl_password is not None
+    return sasl[settings.kafka_sasl_mechanism](
+        settings.kafka_sasl_username,
+        settings.kafka_sasl_password.get_secret_value(),
+        ssl_context=ssl_context,
+        use_ssl=protocol == "SASL_SSL",
+    )
+
+
+class TopicsRefused(RuntimeError):
+    """Kafka answered a topic creation with an error (e.g. more replicas than brokers)."""
+
+
+def make_broker(
+    bootstrap_servers: str, *, client_id: str, security: BaseSecurity | None = None, **options: Any
+) -> KafkaBroker:
     """A FastStream Kafka broker whose producer is idempotent with ``acks=all``."""
     return KafkaBroker(
         bootstrap_servers,
+        security=security,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -51,9 +79,15 @@ async def ensure_topics(
     replication_factor: int,
     min_insync_replicas: int,
     retention_ms: int,
+    client_options: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; existing ones are left alone. Returns those created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="homework-topic-admin")
+    """Create the topics that do not exist yet; existing ones are left alone. Returns those created.
+
+    ``client_options`` are aiokafka keyword arguments such as ``KafkaConnectionSettings.kafka_client_options()``.
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id="homework-topic-admin", **(client_options or {})
+    )
     await admin.start()
     created: list[str] = []
     try:
@@ -79,7 +113,7 @@ async def ensure_topics(
             log.info("created topics", extra={"topics": created})
         if refused:
             # Kafka answers per topic: e.g. more replicas asked for than there are brokers.
-            raise RuntimeError(f"Kafka refused to create topics: {'; '.join(refused)}")
+            raise TopicsRefused(f"Kafka refused to create topics: {'; '.join(refused)}")
     finally:
         await admin.close()
     return created

@@ -31,7 +31,7 @@ from homework_shared.events.schemas import schema_of
 from homework_shared.events.topics import Topics
 from homework_shared.http import add_readiness_check
 from homework_shared.idempotency import ensure_idempotency_indexes
-from homework_shared.kafka import ensure_topics, make_broker
+from homework_shared.kafka import ensure_topics, kafka_security, make_broker
 from homework_shared.mongo import make_mongo_client, mongo_ping
 from homework_shared.observability import current_traceparent
 from homework_shared.outbox import Outbox, OutboxMetrics, OutboxRelay
@@ -74,7 +74,9 @@ class Runtime:
         mongo = make_mongo_client(settings)
         db = mongo[settings.mongodb_database]
         topics = Topics(prefix=settings.topic_prefix)
-        broker = make_broker(settings.kafka_bootstrap_servers, client_id=settings.service_name)
+        broker = make_broker(
+            settings.kafka_bootstrap_servers, client_id=settings.service_name, security=kafka_security(settings)
+        )
         outbox = Outbox(
             db,
             topics,
@@ -136,6 +138,7 @@ class Runtime:
                     replication_factor=s.topic_replication_factor,
                     min_insync_replicas=s.topic_min_insync_replicas,
                     retention_ms=s.topic_retention_ms,
+                    client_options=s.kafka_client_options(),
                 )
                 await self.broker.start()
                 break

@@ -28,17 +28,75 @@ class ConfigError(SystemExit):
         return "\n".join(f"configuration error: {problem}" for problem in self.problems)
 
 
-class ServiceSettings(BaseSettings):
-    """Base settings of a service; each service subclasses it and sets ``service_name`` and ``mongodb_database``."""
+class EnvOnlySettings(BaseSettings):
+    """Settings read from environment variables (and keyword arguments, for tests) only."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False, validate_default=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables only (and keyword arguments, for tests): no .env file, no secrets directory."""
+        return init_settings, env_settings
+
+
+class KafkaConnectionSettings(EnvOnlySettings):
+    """How to reach Kafka: bootstrap servers and, for managed clusters, TLS and SASL."""
+
+    kafka_bootstrap_servers: str
+    # PLAINTEXT for a local broker; SASL_SSL for most managed services (Confluent Cloud, MSK with SCRAM, Aiven).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # SASL mechanism for SASL_PLAINTEXT / SASL_SSL.
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    # SASL user name (required with a SASL protocol).
+    kafka_sasl_username: str | None = None
+    # SASL password (required with a SASL protocol); keep it in a Secret.
+    kafka_sasl_password: SecretStr | None = None
+    # CA bundle (PEM file) for TLS; the system's trusted CAs when unset.
+    kafka_ssl_cafile: str | None = None
+
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> Self:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD: both are needed with "
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+            )
+        return self
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka clients (producer, consumer, admin) with this security."""
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(cafile=self.kafka_ssl_cafile)
+        if self.kafka_security_protocol.startswith("SASL"):
+            assert self.kafka_sasl_password is not None
+            options.update(
+                sasl_mechanism=self.kafka_sasl_mechanism,
+                sasl_plain_username=self.kafka_sasl_username,
+                sasl_plain_password=self.kafka_sasl_password.get_secret_value(),
+            )
+        return options
+
+
+class ServiceSettings(KafkaConnectionSettings):
+    """Base settings of a service; each service subclasses it and sets ``service_name`` and ``mongodb_database``."""
 
     environment: Literal["development", "test", "production"] = "development"
     service_name: str
     http_host: str = "0.0.0.0"
     http_port: int = 8000
 
-    kafka_bootstrap_servers: str
     topic_prefix: str = "homework"
     topic_partitions: int = 6
     topic_replication_factor: int = 1
@@ -69,18 +127,6 @@ class ServiceSettings(BaseSettings):
     clock_speed: float = Field(default=1.0, gt=0)
     clock_origin: AwareDatetime | None = None
     clock_real_origin: AwareDatetime | None = None
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment variables only (and keyword arguments, for tests): no .env file, no secrets directory."""
-        return init_settings, env_settings
 
     @field_validator("jwt_public_key")
     @classmethod

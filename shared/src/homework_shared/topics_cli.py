@@ -16,15 +16,14 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from typing import Self
+from typing import Any, Self
 
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from homework_shared.events.topics import STREAMS, Topics
-from homework_shared.kafka import ensure_topics
-from homework_shared.settings import ConfigError, ServiceSettings, describe_validation_error
+from homework_shared.kafka import TopicsRefused, ensure_topics
+from homework_shared.settings import ConfigError, KafkaConnectionSettings, ServiceSettings, describe_validation_error
 
 log = logging.getLogger("homework_shared.topics_cli")
 
@@ -34,29 +33,14 @@ CONSUMERS: tuple[str, ...] = STREAMS
 _DEFAULTS = ServiceSettings.model_fields
 
 
-class TopicSettings(BaseSettings):
-    """The topic settings of ``ServiceSettings``, with the same variable names and defaults; nothing else."""
+class TopicSettings(KafkaConnectionSettings):
+    """The Kafka and topic settings of ``ServiceSettings``, with the same variable names and defaults; nothing else."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
-
-    kafka_bootstrap_servers: str
     topic_prefix: str = _DEFAULTS["topic_prefix"].default
     topic_partitions: int = Field(default=_DEFAULTS["topic_partitions"].default, gt=0)
     topic_replication_factor: int = Field(default=_DEFAULTS["topic_replication_factor"].default, gt=0)
     topic_min_insync_replicas: int = Field(default=_DEFAULTS["topic_min_insync_replicas"].default, gt=0)
     topic_retention_ms: int = _DEFAULTS["topic_retention_ms"].default
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment variables only, as for the services."""
-        return init_settings, env_settings
 
     @model_validator(mode="after")
     def _enough_replicas(self) -> Self:
@@ -75,9 +59,17 @@ class TopicsMissing(RuntimeError):
     """Kafka accepted the requests but some topics do not exist afterwards (e.g. more replicas than brokers)."""
 
 
-async def missing_topics(bootstrap_servers: str, names: Sequence[str], *, settle_s: float = 10.0) -> list[str]:
+async def missing_topics(
+    bootstrap_servers: str,
+    names: Sequence[str],
+    *,
+    settle_s: float = 10.0,
+    client_options: dict[str, Any] | None = None,
+) -> list[str]:
     """The topics of ``names`` that Kafka does not list, after waiting up to ``settle_s`` for new ones to appear."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="homework-topic-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id="homework-topic-admin", **(client_options or {})
+    )
     await admin.start()
     try:
         deadline = time.monotonic() + settle_s
@@ -109,8 +101,16 @@ async def create_topics(settings: TopicSettings, *, consumers: Sequence[str] = C
                 replication_factor=settings.topic_replication_factor,
                 min_insync_replicas=settings.topic_min_insync_replicas,
                 retention_ms=settings.topic_retention_ms,
+                client_options=settings.kafka_client_options(),
             )
-            missing = await missing_topics(settings.kafka_bootstrap_servers, names)
+            missing = await missing_topics(
+                settings.kafka_bootstrap_servers, names, client_options=settings.kafka_client_options()
+            )
+        except TopicsRefused as error:
+            raise TopicsMissing(
+                f"{error} (does the cluster have TOPIC_REPLICATION_FACTOR={settings.topic_replication_factor} "
+                "brokers? see the broker's log)"
+            ) from error
         except Exception as error:
             if time.monotonic() + delay > deadline:
                 raise TimeoutError(f"Kafka at {settings.kafka_bootstrap_servers} did not answer: {error!r}") from error
