@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,7 @@ from homework_reminder.app import create
 from homework_reminder.config import ReminderSettings
 from homework_reminder.store import Store
 from homework_shared.auth.mint import mint_token
-from homework_shared.clock import ManualClock
+from homework_shared.clock import Clock, ManualClock
 from homework_shared.events import (
     AssignmentCreated,
     Channel,
@@ -83,6 +84,10 @@ class Deployment:
     def topics(self) -> Topics:
         return Topics(prefix=self.prefix)
 
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.topics.dead_letter(f"{self.prefix}-reminder")
+
     def settings(self, **overrides: Any) -> ReminderSettings:
         values: dict[str, Any] = {
             "environment": "test",
@@ -90,6 +95,7 @@ class Deployment:
             "mongodb_uri": self.infra.mongodb_uri,
             "mongodb_database": self.database,
             "topic_prefix": self.prefix,
+            "consumer_group": f"{self.prefix}-reminder",
             "topic_partitions": 2,
             "missed_grace_s": 0,
             "poll_interval_s": 0.1,
@@ -98,9 +104,9 @@ class Deployment:
         values.update(overrides)
         return ReminderSettings(**values)
 
-    async def start(self, **overrides: Any) -> FastAPI:
+    async def start(self, clock: Clock | None = None, **overrides: Any) -> FastAPI:
         """Start a replica (lifespan entered) and wait until it is connected to Kafka."""
-        app = create(self.settings(**overrides), clock=self.clock)
+        app = create(self.settings(**overrides), clock=clock or self.clock)
         stack = contextlib.AsyncExitStack()
         await stack.enter_async_context(app.router.lifespan_context(app))
         self._stacks[id(app)] = stack
@@ -112,7 +118,13 @@ class Deployment:
     async def stop(self, app: FastAPI) -> None:
         """Stop one replica gracefully (its lifespan's shutdown: loops, leases, outbox, Kafka, MongoDB)."""
         self.apps.remove(app)
-        await self._stacks.pop(id(app)).aclose()
+        try:
+            async with asyncio.timeout(30):
+                await self._stacks.pop(id(app)).aclose()
+        except TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack()
+            raise
 
     def store(self, app: FastAPI | None = None) -> Store:
         target = app or self.apps[0]
@@ -186,6 +198,16 @@ class Deployment:
         values.update(overrides)
         return AssignmentCreated(**values)
 
+    async def applied_so_far(self, store: Store) -> None:
+        """Publish a marker assignment and wait until it is stored: every event before it has been applied."""
+        marker = self.created(assignment_id=unique("marker"))
+        await self.publish(marker)
+
+        async def stored() -> bool:
+            return await store.plans.find_one({"_id": marker.assignment_id}) is not None
+
+        await wait_for(stored, message="marker assignment applied")
+
     async def close(self) -> None:
         for app in list(reversed(self.apps)):
             await self.stop(app)
@@ -208,8 +230,9 @@ async def deployment(infra: Infra) -> AsyncIterator[Deployment]:
     finally:
         await d.close()
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_uri)
-        with contextlib.suppress(Exception):
-            await client.drop_database(d.database)
+        if not os.environ.get("KEEP_TEST_DB"):
+            with contextlib.suppress(Exception):
+                await client.drop_database(d.database)
         await client.close()
 
 
@@ -217,9 +240,24 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def count(store: Store, collection: str, query: dict[str, Any]) -> int:
-    return await store.db[collection].count_documents(query)
-
-
 def at(hours: float) -> timedelta:
     return timedelta(hours=hours)
+
+
+def of_type(events: list[Envelope[Any]], cls: type) -> list[Envelope[Any]]:
+    return [e for e in events if isinstance(e.data, cls)]
+
+
+async def state_is(collection: Any, doc_id: str, state: str) -> bool:
+    """Whether the document ``doc_id`` exists with ``state``."""
+    doc = await collection.find_one({"_id": doc_id}, {"state": 1})
+    return doc is not None and doc["state"] == state
+
+
+def counts(collection: Any, query: dict[str, Any], expected: int) -> Callable[[], Awaitable[bool]]:
+    """A ``wait_for`` check: ``collection`` has exactly ``expected`` documents matching ``query``."""
+
+    async def check() -> bool:
+        return bool(await collection.count_documents(query) == expected)
+
+    return check

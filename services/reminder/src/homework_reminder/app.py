@@ -17,12 +17,32 @@ from homework_reminder.metrics import ReminderMetrics
 from homework_reminder.store import Store
 from homework_reminder.webhook import WebhookDelivery
 from homework_shared.clock import Clock
+from homework_shared.consumer import Apply, ConsumerMetrics, EventConsumer
 from homework_shared.http import create_app
 from homework_shared.service import Runtime
 from homework_shared.settings import load_settings
 
 TITLE = "Homework reminder service"
 VERSION = "1.0.0"
+
+
+def consume_assignments(rt: Runtime, settings: ReminderSettings, apply: Apply) -> EventConsumer:
+    """``rt.consume(["assignment"], apply)`` with this service's group, batch size and concurrency."""
+    group = settings.consumer_group
+    consumer = EventConsumer(
+        broker=rt.broker,
+        client=rt.mongo,
+        db=rt.db,
+        topics=[rt.topics.assignment],
+        group=group,
+        dead_letter_topic=rt.topics.dead_letter(group),
+        apply=apply,
+        metrics=ConsumerMetrics(rt.registry),
+        batch_size=settings.consumer_batch_size,
+        concurrency=settings.consumer_concurrency,
+    )
+    rt.consumers.append(consumer)
+    return consumer
 
 
 def create(settings: ReminderSettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -34,7 +54,7 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
     store = Store(rt.db)
     scheduler = Scheduler(store, rt.outbox, rt.clock, settings, metrics)
     firing = Firing(store, rt.mongo, rt.outbox, scheduler, rt.clock, settings)
-    rt.consume(["assignment"], assignment_events(scheduler))
+    consume_assignments(rt, settings, assignment_events(scheduler))
     http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
     workers = Workers(
         store=store,

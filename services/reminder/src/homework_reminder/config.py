@@ -22,6 +22,13 @@ class ReminderSettings(ServiceSettings):
     mongodb_database: str = "homework_reminder"
     http_port: int = 8002
 
+    # The Kafka consumer group reading the assignment stream (also names the dead-letter topic).
+    consumer_group: str = Field(default="reminder", min_length=1, max_length=200)
+    # Records per poll (one offset commit per batch; each record still in its own transaction), and how
+    # many partitions of a batch are applied at once (one client's events stay in order: one partition).
+    consumer_batch_size: int = Field(default=100, ge=1, le=10_000)
+    consumer_concurrency: int = Field(default=4, ge=1, le=64)
+
     # Occurrences and reminders are stored this far ahead of now, extended every ``extend_every_s``.
     horizon_days: float = Field(default=14.0, gt=0, le=366)
     extend_every_s: float = Field(default=3600.0, gt=0)

@@ -22,21 +22,28 @@ transaction, whose conditional update makes it happen once whatever the number o
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import OperationFailure
+from pymongo.results import UpdateResult
 
 from homework_reminder.config import ReminderSettings
 from homework_reminder.domain import OccurrenceState, ReminderState
 from homework_reminder.handlers import Scheduler
-from homework_reminder.store import EPOCH, Doc, Store
+from homework_reminder.store import EPOCH, Doc, Store, finished_now
 from homework_shared.clock import Clock
 from homework_shared.events import HomeworkEvent, OccurrenceMissed, ReminderSent
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.outbox import Outbox
+
+WRITE_CONFLICT = 112
+TAKEOVER_CHECK_S = 1.0
 
 
 @dataclass
@@ -93,6 +100,7 @@ class Firing:
         self.lease = platform_seconds(clock, settings.lease_ttl_s)
         self.missed_grace = timedelta(seconds=settings.missed_grace_s)
         self.missed_batch_size = settings.missed_batch_size
+        self._takeover_checked = 0.0
 
     async def claim_due(self) -> Claim:
         """Take a lease on up to a batch of due reminders (see the module docstring)."""
@@ -106,7 +114,9 @@ class Firing:
         )
         room = self.batch_size - len(due)
         expired: list[Doc] = []
-        if room > 0:
+        # Expired leases are rare (a replica died): look for them at most once a second.
+        if room > 0 and time.monotonic() - self._takeover_checked >= TAKEOVER_CHECK_S:
+            self._takeover_checked = time.monotonic()
             expired = await (
                 reminders.find({"state": ReminderState.CLAIMED, "lease_until": {"$lt": now}}, {"_id": 1})
                 .sort([("state", ASCENDING), ("lease_until", ASCENDING)])
@@ -123,19 +133,20 @@ class Firing:
             }
         }
         if due:
-            await reminders.update_many(
-                {"_id": {"$in": [d["_id"] for d in due]}, "state": ReminderState.PENDING}, lease
+            await _racing(
+                reminders.update_many({"_id": {"$in": [d["_id"] for d in due]}, "state": ReminderState.PENDING}, lease)
             )
         if expired:
-            result = await reminders.update_many(
-                {
-                    "_id": {"$in": [d["_id"] for d in expired]},
-                    "state": ReminderState.CLAIMED,
-                    "lease_until": {"$lt": now},
-                },
-                lease,
+            claim.taken_over = await _racing(
+                reminders.update_many(
+                    {
+                        "_id": {"$in": [d["_id"] for d in expired]},
+                        "state": ReminderState.CLAIMED,
+                        "lease_until": {"$lt": now},
+                    },
+                    lease,
+                )
             )
-            claim.taken_over = result.modified_count
         if due or expired:
             claim.ids = [d["_id"] async for d in reminders.find({"claim_token": claim.token}, {"_id": 1})]
         return claim
@@ -165,7 +176,7 @@ class Firing:
                             "state": ReminderState.FIRED,
                             "fired_at": now,
                             "fired_by": self.owner,
-                            "finished_at": now,
+                            "finished_at": finished_now(),
                             "lease_until": EPOCH,
                             "lease_owner": None,
                         },
@@ -179,6 +190,7 @@ class Firing:
             if fired.closed:
                 cancelled = await self.scheduler.cancel_reminders(fired.closed, "window_closed", now, session)
                 events += [(e, None) for e in cancelled]
+            # Deterministic ids are looked up first, so a double fire stays one event downstream.
             await self.outbox.stage_many(session, events, time=now)
             return fired
 
@@ -256,6 +268,16 @@ class Firing:
         missed = await run_in_transaction(self.mongo, mark)
         self.outbox.notify()
         return missed
+
+
+async def _racing(update: Awaitable[UpdateResult]) -> int:
+    """Run a claiming update; losing a race to another replica (a write conflict) is not an error."""
+    try:
+        return (await update).modified_count
+    except OperationFailure as exc:
+        if exc.code != WRITE_CONFLICT:
+            raise
+        return 0
 
 
 def sent_event(doc: Doc, now: datetime) -> ReminderSent:

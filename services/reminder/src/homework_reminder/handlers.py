@@ -34,7 +34,7 @@ from homework_reminder.domain import (
     void_reason,
 )
 from homework_reminder.metrics import ReminderMetrics
-from homework_reminder.store import EPOCH, Doc, Store
+from homework_reminder.store import EPOCH, Doc, Store, finished_now
 from homework_shared.clock import Clock
 from homework_shared.errors import Conflict, NotFound
 from homework_shared.events import (
@@ -69,9 +69,7 @@ class Scheduler:
     # ------------------------------------------------------------------ assignment events
 
     async def assignment_created(self, e: AssignmentCreated, session: AsyncClientSession) -> None:
-        """Store the new assignment's occurrences and reminders up to the horizon."""
-        if await self.store.plan(e.assignment_id, session) is not None:
-            return
+        """Store the new assignment's occurrences and reminders up to the horizon (once per assignment)."""
         plan = Plan(
             assignment_id=e.assignment_id,
             client_id=e.client_id,
@@ -138,7 +136,7 @@ class Scheduler:
         reason: CancelReason = "completed" if state is OccurrenceState.COMPLETED else "skipped"
         waiting = await self.store.waiting_reminders_of([e.occurrence_id], session)
         events = await self.cancel_reminders(waiting, reason, now, session)
-        await self.outbox.stage_many(session, [(ev, None) for ev in events], time=now)
+        await self.stage(session, events, now)
 
     async def _plan(self, assignment_id: str, session: AsyncClientSession) -> tuple[Plan, datetime]:
         found = await self.store.plan_and_horizon(assignment_id, session)
@@ -218,7 +216,11 @@ class Scheduler:
         session: AsyncClientSession,
         fresh: bool = False,
     ) -> None:
-        """Make the stored occurrences closing after ``since`` and their reminders match ``plan``; save the plan."""
+        """Make the stored occurrences closing after ``since`` and their reminders match ``plan``; save the plan.
+
+        ``fresh``: the plan is new, so nothing is stored for it yet (no look-ups); if it turns out to
+        exist after all, nothing is written.
+        """
         now = self.clock.now()
         until = expanded_until
         if plan.state == "active":
@@ -253,16 +255,19 @@ class Scheduler:
                 occ_ops.append(_set_state(oid, OccurrenceState.VOID, "assignment_revised"))
                 stop[oid] = "assignment_revised"
 
+        exhausted = plan.state == "active" and _nothing_after(plan, until)
+        if fresh and not await self.store.insert_plan(plan, until, exhausted, session):
+            return  # created before (the same assignment in another event): nothing to do
         events: list[HomeworkEvent] = []
         if occ_ops:
             await self.store.occurrences.bulk_write(occ_ops, ordered=False, session=session)
         if wanted or stop:
             existing = [] if fresh else await self.store.reminders_of([*wanted, *stop], session)
             events += await self._write_reminders(plan, wanted, stop, existing, now, session)
-        exhausted = plan.state == "active" and _nothing_after(plan, until)
-        await self.store.save_plan(plan, until, exhausted, session)
+        if not fresh:
+            await self.store.save_plan(plan, until, exhausted, session)
         if events:
-            await self.outbox.stage_many(session, [(e, None) for e in events], time=now)
+            await self.stage(session, events, now)
 
     async def _write_reminders(
         self,
@@ -311,7 +316,7 @@ class Scheduler:
                 fields = reminder_doc(plan, planned, now) | {
                     "state": ReminderState.CANCELLED,
                     "cancel_reason": "quiet_hours",
-                    "finished_at": now,
+                    "finished_at": finished_now(),
                 }
                 return InsertOne(fields), cancelled_event(fields, "quiet_hours", now)
             return None, None
@@ -340,6 +345,11 @@ class Scheduler:
         )
         return op, scheduled_event(doc | change) if moved else None
 
+    async def stage(self, session: AsyncClientSession, events: list[HomeworkEvent], now: datetime) -> None:
+        """Stage events with fresh ids (no look-up for earlier copies: there can be none)."""
+        records = [self.outbox.prepare(e, time=now) for e in events]
+        await self.outbox.stage_prepared(session, records, check_existing=False)
+
     async def cancel_reminders(
         self, docs: list[Doc], reason: CancelReason, now: datetime, session: AsyncClientSession
     ) -> list[HomeworkEvent]:
@@ -352,7 +362,7 @@ class Scheduler:
                 "$set": {
                     "state": ReminderState.CANCELLED,
                     "cancel_reason": reason,
-                    "finished_at": now,
+                    "finished_at": finished_now(),
                     "lease_until": EPOCH,
                     "lease_owner": None,
                 },

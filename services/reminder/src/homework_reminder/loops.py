@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
@@ -26,7 +27,8 @@ from homework_shared.clock import Clock
 from homework_shared.mongo import MongoClient, run_in_transaction
 
 log = logging.getLogger(__name__)
-MIN_NAP_S = 0.05
+HOUSEKEEPING_S = 1.0
+"""Real seconds between two runs of an idle housekeeping loop (missed, webhooks; the horizon: five times)."""
 
 
 class Workers:
@@ -97,16 +99,17 @@ class Workers:
                 await asyncio.sleep(pause)
 
     async def _until(self, platform_seconds: float) -> None:
-        """Sleep ``platform_seconds`` on the platform clock, at most ``poll`` real seconds.
+        """Sleep ``platform_seconds`` on the platform clock, but at most ``poll`` real seconds.
 
-        When the clock did not get there (a test's manual clock, or the poll cut the sleep short),
-        pause a little in real time too, so a loop never spins.
+        When the clock does not get there in that time (a test's manual clock, or a far due
+        instant), the pause still lasts ``poll`` real seconds, so a loop never spins.
         """
+        started = time.monotonic()
         deadline = self.clock.now() + timedelta(seconds=platform_seconds)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.clock.sleep(platform_seconds), timeout=self.poll)
         if self.clock.now() < deadline:
-            await asyncio.sleep(MIN_NAP_S)
+            await asyncio.sleep(max(0.0, self.poll - (time.monotonic() - started)))
 
     # ------------------------------------------------------------------ one step of each loop; returns the pause
 
@@ -132,7 +135,7 @@ class Workers:
     async def detect_missed(self) -> float:
         missed = await self.firing.detect_missed()
         self.metrics.missed.inc(len(missed))
-        return 0.0 if len(missed) >= self.firing.missed_batch_size else self.poll * 5
+        return 0.0 if len(missed) >= self.firing.missed_batch_size else HOUSEKEEPING_S
 
     async def extend_horizon(self) -> float:
         """Extend plans whose stored occurrences end less than a horizon minus one period ahead."""
@@ -143,11 +146,11 @@ class Workers:
             await run_in_transaction(self.mongo, partial(self.scheduler.extend, assignment_id))
         if ids:
             self.scheduler.outbox.notify()
-        return 0.0 if len(ids) >= s.extend_batch_size else self.poll * 25
+        return 0.0 if len(ids) >= s.extend_batch_size else HOUSEKEEPING_S * 5
 
     async def deliver_webhooks(self) -> float:
         sent = await self.delivery.run_once()
-        return 0.0 if sent else self.poll
+        return 0.0 if sent else HOUSEKEEPING_S
 
     async def count_pending(self) -> float:
         self.metrics.pending.set(await self.store.count_waiting())

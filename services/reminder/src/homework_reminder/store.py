@@ -38,6 +38,12 @@ FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 FINISHED_RETENTION = timedelta(days=45)
 """Fired and cancelled reminders, and finished webhook deliveries, are forgotten after this."""
 
+
+def finished_now() -> datetime:
+    """The ``finished_at`` stamp: real time, not the platform clock, since MongoDB's TTL monitor reads it."""
+    return datetime.now(UTC)
+
+
 _schedule = TypeAdapter(Schedule)
 
 
@@ -87,12 +93,18 @@ class Store:
         doc = await self.plans.find_one({"_id": assignment_id}, session=session)
         return (plan_from_doc(doc), doc["expanded_until"]) if doc else None
 
+    async def insert_plan(self, plan: Plan, expanded_until: datetime, exhausted: bool, session: Session) -> bool:
+        """Insert a new plan; False (and nothing written) when one with its id exists."""
+        doc = _plan_doc(plan, expanded_until, exhausted)
+        doc.pop("_id")
+        result = await self.plans.update_one(
+            {"_id": plan.assignment_id}, {"$setOnInsert": doc}, upsert=True, session=session
+        )
+        return result.upserted_id is not None
+
     async def save_plan(self, plan: Plan, expanded_until: datetime, exhausted: bool, session: Session) -> None:
         """Insert or replace a plan, with how far its occurrences are stored and whether any are left."""
-        doc = plan_to_doc(plan)
-        doc["expanded_until"] = expanded_until
-        # The extender looks at ``extend_after``; a schedule with nothing left is never due for it.
-        doc["extend_after"] = FAR_FUTURE if exhausted else expanded_until
+        doc = _plan_doc(plan, expanded_until, exhausted)
         await self.plans.replace_one({"_id": plan.assignment_id}, doc, upsert=True, session=session)
 
     async def plans_to_extend(self, before: datetime, limit: int) -> list[str]:
@@ -189,6 +201,14 @@ class Store:
 
 
 # ---------------------------------------------------------------------- documents
+
+
+def _plan_doc(plan: Plan, expanded_until: datetime, exhausted: bool) -> Doc:
+    doc = plan_to_doc(plan)
+    doc["expanded_until"] = expanded_until
+    # The extender looks at ``extend_after``; a schedule with nothing left is never due for it.
+    doc["extend_after"] = FAR_FUTURE if exhausted else expanded_until
+    return doc
 
 
 def plan_to_doc(plan: Plan) -> Doc:

@@ -1,0 +1,37 @@
+"""Bad input on the assignment stream: parked on the dead-letter topic with the reason, after bounded retries
+for an event that cannot be applied; the consumer carries on and nothing already scheduled is lost."""
+
+from __future__ import annotations
+
+from homework_shared.events import AssignmentPaused, encode, envelope
+from tests.conftest import wait_for
+from tests.integration.reminder.conftest import Deployment, counts
+
+
+async def test_bad_events_are_parked_with_their_reason_and_the_schedule_survives(deployment: Deployment) -> None:
+    d = deployment
+    app = await d.start()
+    store = d.store(app)
+    kept = d.created()
+    await d.publish(kept)
+    await wait_for(counts(store.reminders, {"assignment_id": kept.assignment_id}, 5), message="first schedule")
+
+    good_headers = encode(envelope(d.created(), source="/homework/assignment")).headers
+    await d.publish_raw(b"{not json", good_headers, key=d.client_id.encode())
+    unknown = AssignmentPaused(
+        client_id=d.client_id, practice_id=d.practice, assignment_id="never-created", paused_at=d.clock.now()
+    )
+    await d.publish(unknown)
+    after = d.created()
+    await d.publish(after)
+
+    await wait_for(
+        counts(store.reminders, {"assignment_id": after.assignment_id}, 5), timeout=30, message="consumer carried on"
+    )
+    parked = await d.read(d.dead_letter_topic, until=lambda rs: len(rs) >= 2)
+    reasons = sorted(dict(r.headers)["dlq_reason"].decode() for r in parked)
+    assert reasons == ["apply_failed", "invalid_json"]
+    failed = next(r for r in parked if dict(r.headers)["dlq_reason"] == b"apply_failed")
+    assert b"never-created" in dict(failed.headers)["dlq_error"]
+    assert await store.reminders.count_documents({"assignment_id": kept.assignment_id, "state": "pending"}) == 5
+    assert await store.plans.count_documents({}) == 2
