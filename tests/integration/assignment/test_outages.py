@@ -115,10 +115,11 @@ async def test_with_mongodb_down_writes_fail_fast_with_503_and_recover(infra: In
             assert [r.status_code for r in refused] == [503] * 4
             assert {r.json()["error"] for r in refused} == {"database_unavailable"}
             assert all(r.headers["Retry-After"] for r in refused)
-            # Server selection gives up after MONGO_TIMEOUT_MS (0.5 s here). The first request after the
-            # server died also finds its pooled connection dropped and tries to abort: about three timeouts.
-            assert took[0] < 2.0, took
-            assert max(took[1:]) < 1.6, took
+            # Server selection gives up after MONGO_TIMEOUT_MS (0.5 s here). The first request after the server
+            # died also finds its pooled connection dropped and tries to abort: about three timeouts. The
+            # bounds leave room for a loaded machine.
+            assert took[0] < 3.0, took
+            assert max(took[1:]) < 2.0, took
             ready = await svc.http.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["checks"]["mongodb"] in ("failed", "timeout")

@@ -41,9 +41,11 @@ class EndSweeper:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Start sweeping in the background."""
         self._task = asyncio.create_task(self._run(), name="end-sweeper")
 
     async def stop(self) -> None:
+        """Stop sweeping (a sweep in progress is cancelled; its transaction rolls back)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -68,6 +68,8 @@ Rationale = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 
 
 class AssignmentStatus(StrEnum):
+    """Where an assignment stands: active, paused, or over (cancelled or ended)."""
+
     ACTIVE = "active"
     PAUSED = "paused"
     CANCELLED = "cancelled"
@@ -104,18 +106,22 @@ class InvalidInput(Unprocessable):
 
 
 def invalid(field: str, message: str, location: str = "body") -> InvalidInput:
+    """One invalid field, named within ``location``."""
     return InvalidInput([(field, message)], location)
 
 
 def assignment_not_found(assignment_id: str) -> NotFound:
+    """The 404 for an assignment that does not exist or that the caller may not see."""
     return NotFound("assignment_not_found", f"no assignment {assignment_id}")
 
 
 def occurrence_not_found(occurrence_id: str) -> NotFound:
+    """The 404 for an occurrence id the assignment has not got."""
     return NotFound("occurrence_not_found", f"the assignment has no occurrence {occurrence_id}")
 
 
 def occurrence_already_resolved(occurrence_id: str) -> Conflict:
+    """The 409 for a second completion or skip of one occurrence."""
     return Conflict("occurrence_already_resolved", f"occurrence {occurrence_id} already has a completion or skip")
 
 
@@ -240,10 +246,12 @@ class Assignment:
 
     @property
     def is_active(self) -> bool:
+        """Whether completions and skips are accepted now."""
         return self.status is AssignmentStatus.ACTIVE
 
     @property
     def paused_at(self) -> datetime | None:
+        """When the current pause began, if the assignment is paused."""
         if self.status is AssignmentStatus.PAUSED and self.interruptions:
             return self.interruptions[-1].start
         return None

@@ -87,6 +87,7 @@ class AssignmentHandlers:
         return found[:limit], (found[limit - 1].id if len(found) > limit else None)
 
     async def revisions(self, principal: Principal, assignment_id: str) -> list[Doc]:
+        """Every version of a visible assignment, oldest first."""
         await self.visible(principal, assignment_id)
         return await self.store.revisions_of(assignment_id)
 
@@ -113,6 +114,7 @@ class AssignmentHandlers:
         return found[:limit], cursor
 
     async def audit_trail(self, principal: Principal, assignment_id: str, limit: int, after: str | None) -> list[Doc]:
+        """Audit entries of a visible assignment, oldest first, after the entry id ``after``."""
         await self.visible(principal, assignment_id)
         return await self.store.audit_of(assignment_id, limit, after)
 

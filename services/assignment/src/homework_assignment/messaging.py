@@ -44,6 +44,7 @@ def _snapshot(a: Assignment) -> dict[str, Any]:
 
 
 def assignment_created(a: Assignment) -> AssignmentCreated:
+    """The new assignment, without instructions, rationale or resources."""
     return AssignmentCreated(**_snapshot(a), created_at=a.created_at)
 
 

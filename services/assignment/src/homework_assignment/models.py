@@ -144,6 +144,8 @@ class SkipCreate(RequestBody):
 
 
 class AssignmentPublic(BaseModel):
+    """An assignment as its therapist and its client see it."""
+
     id: str
     practice_id: str
     client_id: str
@@ -170,6 +172,7 @@ class AssignmentPublic(BaseModel):
 
     @classmethod
     def of(cls, a: Assignment) -> AssignmentPublic:
+        """Built from the domain object or stored document."""
         return cls(
             id=a.id,
             practice_id=a.practice_id,
@@ -189,11 +192,15 @@ class AssignmentPublic(BaseModel):
 
 
 class AssignmentPage(BaseModel):
+    """A page of assignments, newest first."""
+
     items: list[AssignmentPublic]
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last")
 
 
 class RevisionPublic(BaseModel):
+    """One version of an assignment's content."""
+
     assignment_id: str
     version: int
     changed: list[str] = Field(description="Fields changed from the previous version; empty for version 1")
@@ -203,6 +210,7 @@ class RevisionPublic(BaseModel):
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> RevisionPublic:
+        """Built from the domain object or stored document."""
         return cls(**{k: v for k, v in doc.items() if k != "_id"})
 
 
@@ -229,6 +237,7 @@ class ResolutionPublic(BaseModel):
 
     @classmethod
     def of(cls, r: Resolution) -> ResolutionPublic:
+        """Built from the domain object or stored document."""
         occ = r.occurrence
         return cls(
             id=r.id,
@@ -252,11 +261,15 @@ class ResolutionPublic(BaseModel):
 
 
 class HistoryPage(BaseModel):
+    """A page of a client's completions and skips, newest first."""
+
     items: list[ResolutionPublic]
     next_cursor: str | None
 
 
 class OccurrencePublic(BaseModel):
+    """One occurrence: its deterministic id, its window and where it stands."""
+
     occurrence_id: str
     local_start: datetime = Field(description="Scheduled start, local wall time in the client's zone")
     opens_at: datetime
@@ -266,6 +279,7 @@ class OccurrencePublic(BaseModel):
 
     @classmethod
     def of(cls, occ: Occurrence, status: OccurrenceStatus, resolution: Resolution | None) -> OccurrencePublic:
+        """Built from the domain object or stored document."""
         return cls(
             occurrence_id=occ.occurrence_id,
             local_start=occ.local_start,
@@ -277,6 +291,8 @@ class OccurrencePublic(BaseModel):
 
 
 class OccurrenceList(BaseModel):
+    """The occurrences of an assignment opening in [from, to)."""
+
     assignment_id: str
     timezone: str
     start: datetime = Field(alias="from")
@@ -287,6 +303,8 @@ class OccurrenceList(BaseModel):
 
 
 class AuditEntryPublic(BaseModel):
+    """Who changed an assignment, what and when."""
+
     id: str
     at: datetime
     actor: dict[str, str]
@@ -302,15 +320,20 @@ class AuditEntryPublic(BaseModel):
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> AuditEntryPublic:
+        """Built from the domain object or stored document."""
         return cls(id=doc["_id"], **{k: v for k, v in doc.items() if k in cls.model_fields and k != "id"})
 
 
 class AuditPage(BaseModel):
+    """A page of audit entries, oldest first."""
+
     items: list[AuditEntryPublic]
     next_cursor: str | None
 
 
 class ErrorBody(BaseModel):
+    """Every error: a stable code and a sentence, or the invalid fields."""
+
     error: str
     message: str | None = None
     detail: list[dict[str, str]] | None = None

@@ -186,9 +186,11 @@ class AssignmentStore:
     # ------------------------------------------------------------ assignments
 
     async def insert(self, a: Assignment, session: Session) -> None:
+        """Store a new assignment."""
         await self.assignments.insert_one(assignment_doc(a), session=session)
 
     async def get(self, assignment_id: str, session: Session = None) -> Assignment | None:
+        """The assignment with this id, if any."""
         doc = await self.assignments.find_one({"_id": assignment_id}, session=session)
         return assignment_of(doc) if doc is not None else None
 
@@ -202,6 +204,7 @@ class AssignmentStore:
             raise _changed_meanwhile(before.id)
 
     async def assignments_by_id(self, ids: set[str], session: Session) -> dict[str, Assignment]:
+        """The assignments with these ids, by id (one query)."""
         cursor = self.assignments.find({"_id": {"$in": sorted(ids)}}, session=session)
         return {doc["_id"]: assignment_of(doc) async for doc in cursor}
 
@@ -260,6 +263,7 @@ class AssignmentStore:
         return doc
 
     async def revisions_of(self, assignment_id: str) -> list[Doc]:
+        """Every stored version of an assignment, oldest first."""
         cursor = self.revisions.find({"assignment_id": assignment_id}).sort("version", ASCENDING)
         return [doc async for doc in cursor]
 
@@ -271,6 +275,7 @@ class AssignmentStore:
         return {doc["_id"] async for doc in cursor}
 
     async def resolutions_of(self, occurrence_ids: list[str]) -> dict[str, Resolution]:
+        """The completions and skips of these occurrences, by occurrence id."""
         cursor = self.resolutions.find({"_id": {"$in": occurrence_ids}})
         return {doc["_id"]: resolution_of(doc) async for doc in cursor}
 
@@ -289,9 +294,11 @@ class AssignmentStore:
     # ------------------------------------------------------------ audit
 
     async def audit(self, entry: Doc, session: Session) -> None:
+        """Append an audit entry."""
         await self.audit_log.insert_one(entry, session=session)
 
     async def audit_of(self, assignment_id: str, limit: int, after: str | None) -> list[Doc]:
+        """An assignment's audit entries, oldest first, after the entry id ``after``."""
         query: Doc = {"assignment_id": assignment_id}
         if after is not None:
             query["_id"] = {"$gt": after}
