@@ -17,6 +17,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -55,11 +56,10 @@ class RebuildReport:
         return not self.differences
 
 
-async def read_topics(bootstrap: str, topics: list[str], timeout_s: float = 120.0) -> list[Any]:
-    """Every record of ``topics`` from the earliest offset up to the end offsets seen at start."""
+async def read_topics(bootstrap: str, topics: list[str], stall_timeout_s: float = 30.0) -> AsyncIterator[list[Any]]:
+    """The records of ``topics``, batch by batch, from the earliest offset up to the end offsets seen at start."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
-    records: list[Any] = []
     try:
         partitions = [
             TopicPartition(t, p)
@@ -69,16 +69,17 @@ async def read_topics(bootstrap: str, topics: list[str], timeout_s: float = 120.
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        deadline = time.monotonic() + timeout_s
+        progress = time.monotonic()
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            if time.monotonic() > deadline:
-                raise TimeoutError("reading the topics took too long")
             batch = await consumer.getmany(timeout_ms=500, max_records=1000)
-            for tp, items in batch.items():
-                records.extend(r for r in items if r.offset < ends[tp])
+            records = [r for tp, items in batch.items() for r in items if r.offset < ends[tp]]
+            if records:
+                progress = time.monotonic()
+                yield records
+            elif time.monotonic() - progress > stall_timeout_s:
+                raise TimeoutError(f"no record for {stall_timeout_s:g}s before the end of the topics")
     finally:
         await consumer.stop()
-    return records
 
 
 async def _parts(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
@@ -101,31 +102,11 @@ async def rebuild(
         if thresholds:
             await fresh[THRESHOLDS].insert_many(thresholds)
         outbox = Outbox(fresh, topics, source=f"/homework/{settings.service_name}-rebuild")
-        records = await read_topics(settings.kafka_bootstrap_servers, [topics.assignment, topics.reminder])
-        report.records = len(records)
         clock = clock_from(settings)
-        for record in records:
-            try:
-                env = decode(record.headers, record.value)
-            except EventDecodeError:
-                report.skipped += 1
-                continue
-
-            async def write(session: Any, env: Any = env) -> None:
-                await fresh[PROCESSED].insert_one(
-                    {"_id": env.id, "type": env.type, "at": datetime.now(UTC)}, session=session
-                )
-                ctx = Context(MongoStore(fresh, session, outbox), clock.now(), settings.reminder_effect_hours)
-                await apply_event(ctx, env)
-
-            try:
-                await run_in_transaction(mongo, write)
-                report.applied += 1
-            except DuplicateKeyError:
-                report.duplicates += 1
-            except Exception as exc:  # noqa: BLE001 - the live consumer parks such an event
-                log.warning("skipping event %s (%s): %s", env.id, env.type, exc)
-                report.skipped += 1
+        async for records in read_topics(settings.kafka_bootstrap_servers, [topics.assignment, topics.reminder]):
+            for record in records:
+                report.records += 1
+                await _reapply(mongo, fresh, outbox, settings, clock.now(), record, report)
         at = now or clock.now()
         report.differences = await compare(mongo[settings.mongodb_database], fresh, at)
         if drop:
@@ -133,6 +114,36 @@ async def rebuild(
     finally:
         await mongo.close()
     return report
+
+
+async def _reapply(
+    mongo: Any,
+    fresh: AsyncDatabase[Doc],
+    outbox: Outbox,
+    settings: Settings,
+    now: datetime,
+    record: Any,
+    report: RebuildReport,
+) -> None:
+    """Apply one record as the live consumer would: once per event id, in a transaction; skip what it would park."""
+    try:
+        env = decode(record.headers, record.value)
+    except EventDecodeError:
+        report.skipped += 1
+        return
+
+    async def write(session: Any) -> None:
+        await fresh[PROCESSED].insert_one({"_id": env.id, "type": env.type, "at": datetime.now(UTC)}, session=session)
+        await apply_event(Context(MongoStore(fresh, session, outbox), now, settings.reminder_effect_hours), env)
+
+    try:
+        await run_in_transaction(mongo, write)
+        report.applied += 1
+    except DuplicateKeyError:
+        report.duplicates += 1
+    except Exception as exc:  # noqa: BLE001 - the live consumer parks such an event
+        log.warning("skipping event %s (%s): %s", env.id, env.type, exc)
+        report.skipped += 1
 
 
 async def snapshot(db: AsyncDatabase[Doc], at: datetime) -> dict[str, Any]:
