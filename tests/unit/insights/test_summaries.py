@@ -102,6 +102,16 @@ async def test_the_html_page_is_self_contained_with_a_chart_per_series_and_the_f
     assert "<script" not in page
 
 
+async def test_a_therapists_threshold_is_drawn_on_its_series_chart() -> None:
+    h, _, _ = await scenario()
+    await h.store.put_thresholds(CLIENT, {"rules": [{"metric": "mood", "direction": "at_most", "value": 3}]})
+    client = await h.store.client(CLIENT)
+    assert client is not None
+    page = render_summary(await build_summary(h.store, client, h.now))
+    assert page.count("stroke-dasharray") == 1
+    assert "threshold: at most 3" in page
+
+
 async def test_the_html_escapes_titles() -> None:
     a = Assignment("asg-h", daily(day(21), 5))
     h = Harness(now=utc(2026, 3, 27, 12))

@@ -41,7 +41,7 @@ def render_summary(s: Doc, previous_link: str | None = None) -> str:
         _changes(s.get("changes")),
         _assignments(s["assignments"]),
         _barriers(s["barriers"]),
-        _series(s["series"]),
+        _series(s["series"], s.get("thresholds", [])),
         _exposure(s["exposure"]),
         _method(),
         "</body></html>",
@@ -145,7 +145,7 @@ def _barriers(barriers: list[Doc]) -> str:
     )
 
 
-def _series(series: list[Doc]) -> str:
+def _series(series: list[Doc], thresholds: list[Doc]) -> str:
     if not series:
         return "<h2>Ratings over the period</h2><p>No rating was recorded in this period.</p>"
     out = ["<h2>Ratings over the period</h2>"]
@@ -153,13 +153,15 @@ def _series(series: list[Doc]) -> str:
         trend = f"<span class='trend'>{escape(s['trend'])}</span>" if s["trend"] else ""
         out.append(
             f"<div class='chart'><strong>{escape(s['label'])}</strong> <span class='muted'>{escape(s['title'])}; "
-            f"{s['values']} values, mean {s['mean']:g}</span>{trend}{chart(s['points'], s['scale'], s['label'])}</div>"
+            f"{s['values']} values, mean {s['mean']:g}</span>{trend}"
+            f"{chart(s['points'], s['scale'], s['label'], [t for t in thresholds if t['metric'] == s['metric']])}</div>"
         )
     return "".join(out)
 
 
-def chart(points: list[Doc], scale: float | None, label: str) -> str:
-    """An inline SVG of daily means (line and dots) with each day's range (vertical bar)."""
+def chart(points: list[Doc], scale: float | None, label: str, thresholds: list[Doc] | None = None) -> str:
+    """An inline SVG of daily means (line and dots) with each day's range (vertical bar) and the therapist's
+    thresholds on this series (dashed red lines)."""
     if not points:
         return ""
     days = [date.fromisoformat(p["date"]) for p in points]
@@ -179,6 +181,13 @@ def chart(points: list[Doc], scale: float | None, label: str) -> str:
         for d, p in zip(days, points, strict=True)
     )
     line = " ".join(f"{x(d):.1f},{y(p['mean']):.1f}" for d, p in zip(days, points, strict=True))
+    lines = "".join(
+        f"<line x1='{PAD_L}' x2='{WIDTH - PAD_R}' y1='{y(t['value']):.1f}' y2='{y(t['value']):.1f}' stroke='#d64545' "
+        f"stroke-dasharray='5,4'><title>threshold: {escape(t['direction'].replace('_', ' '))} {t['value']:g}</title>"
+        "</line>"
+        for t in thresholds or []
+        if 0 <= t["value"] <= top
+    )
     dots = "".join(
         f"<circle cx='{x(d):.1f}' cy='{y(p['mean']):.1f}' r='3.5' fill='#2680c2'><title>{p['date']}: mean "
         f"{p['mean']:g} (n={p['n']}, {p['min']:g}-{p['max']:g})</title></circle>"
@@ -196,7 +205,7 @@ def chart(points: list[Doc], scale: float | None, label: str) -> str:
     return (
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{HEIGHT}' viewBox='0 0 {WIDTH} {HEIGHT}' "
         f"role='img' aria-label='{escape(label)} per day'>{axis}{bars}"
-        f"<polyline points='{line}' fill='none' stroke='#2680c2' stroke-width='2'/>{dots}</svg>"
+        f"{lines}<polyline points='{line}' fill='none' stroke='#2680c2' stroke-width='2'/>{dots}</svg>"
     )
 
 

@@ -73,7 +73,7 @@ async def build_summary(
         for view in series_view(mine):
             series.append({"assignment_id": doc["_id"], "title": doc["title"], **view})
         for step in exposure_view(doc):
-            attempts = [a for a in step["attempts"] if start <= a["at"] <= end]
+            attempts = [a for a in step["attempts"] if first_day <= local_day(a["at"], zone).isoformat() <= last_day]
             if attempts:
                 exposure.append({"assignment_id": doc["_id"], "title": doc["title"], **step, "attempts": attempts})
         flags.extend(f.to_doc() for f in reading.flags(rules))
@@ -96,6 +96,7 @@ async def build_summary(
         "barriers": [{"barrier": b, "count": n} for b, n in headline["barriers"].items()],
         "flags": flags,
         "changes": changes_since(previous, headline, flags),
+        "thresholds": [{"metric": r.metric, "direction": r.direction, "value": r.value} for r in rules],
     }
 
 
