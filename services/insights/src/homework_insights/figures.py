@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from homework_insights.domain import (
@@ -246,7 +246,3 @@ async def client_figures(store: Store, client_id: str, now: datetime, *, with_fl
 def _window(counts: Mapping[str, Any]) -> dict[str, Any]:
     f = figures_from(counts)
     return {k: f[k] for k in ("due", "done", "partial", "skipped", "missed", "adherence_pct")}
-
-
-def iso_day(value: date) -> str:
-    return value.isoformat()

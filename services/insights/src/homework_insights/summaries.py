@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from homework_insights.domain import SERIES, local_day
+from homework_insights.domain import local_day
 from homework_insights.figures import (
     AssignmentReading,
     exposure_view,
@@ -148,8 +148,3 @@ def summary_event(summary: Doc) -> InsightSummaryGenerated:
         flags=sorted({f["code"] for f in summary["flags"]}),
         generated_at=summary["generated_at"],
     )
-
-
-def series_label(metric: str) -> str:
-    info = SERIES.get(metric)
-    return info.label if info else metric
