@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from homework_insights.alerts import facts_of, rules_of
 from homework_insights.domain import (
     SERIES,
     DayPoint,
@@ -30,7 +31,7 @@ from homework_insights.domain import (
     local_day,
     trend_label,
 )
-from homework_insights.handlers import facts_of, pending_due, plan_of, rules_of
+from homework_insights.handlers import pending_due, plan_of
 from homework_insights.store import Doc, Store
 
 WINDOWS = (7, 28)

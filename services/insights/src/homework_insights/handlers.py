@@ -17,35 +17,30 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
 
+from homework_insights.alerts import raise_alerts
 from homework_insights.domain import (
     ATTEMPTS_KEPT,
     EARLY_DAYS,
-    AssignmentFacts,
     Plan,
     Segment,
     Stop,
     Streak,
-    ThresholdRule,
     UnappliableEvent,
     after_reminder,
-    alert_id,
-    day_of,
-    evaluate_flags,
     expansion,
     local_day,
     series_values,
 )
-from homework_insights.store import Doc, Store, apply_update
+from homework_insights.store import Doc
+from homework_insights.unit_of_work import Context, Tracked, Work
 from homework_shared.events import (
     EVENTS_BY_TYPE,
     TOLERANT,
-    AdherenceAlertRaised,
     AssignmentCancelled,
     AssignmentCreated,
     AssignmentEnded,
@@ -78,107 +73,6 @@ _FOLDED = (
     OccurrenceMissed,
     ReminderSent,
 )
-
-
-@dataclass
-class Context:
-    """What applying an event needs: the store, the clock's now, the settings; collects alerts raised."""
-
-    store: Store
-    now: datetime
-    reminder_hours: float = 2.0
-    alerts: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Tracked:
-    """A document changed in memory and written back as one MongoDB update."""
-
-    doc: Doc
-    ops: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def _op(self, op: str, path: str, value: Any) -> None:
-        apply_update(self.doc, {op: {path: value}})
-        self.ops.setdefault(op, {})[path] = value
-
-    def inc(self, path: str, n: float = 1) -> None:
-        apply_update(self.doc, {"$inc": {path: n}})
-        bucket = self.ops.setdefault("$inc", {})
-        bucket[path] = bucket.get(path, 0) + n
-
-    def set(self, path: str, value: Any) -> None:
-        self._op("$set", path, value)
-
-    def min(self, path: str, value: float) -> None:
-        bucket = self.ops.setdefault("$min", {})
-        bucket[path] = value if path not in bucket else min(bucket[path], value)
-        apply_update(self.doc, {"$min": {path: value}})
-
-    def max(self, path: str, value: float) -> None:
-        bucket = self.ops.setdefault("$max", {})
-        bucket[path] = value if path not in bucket else max(bucket[path], value)
-        apply_update(self.doc, {"$max": {path: value}})
-
-    def push(self, path: str, value: Any, keep: int) -> None:
-        apply_update(self.doc, {"$push": {path: {"$each": [value], "$slice": -keep}}})
-        bucket = self.ops.setdefault("$push", {})
-        earlier = bucket.get(path, {"$each": []})["$each"]
-        bucket[path] = {"$each": [*earlier, value], "$slice": -keep}
-
-    def on_insert(self, fields: dict[str, Any]) -> None:
-        self.ops["$setOnInsert"] = fields
-        for k, v in fields.items():
-            self.doc.setdefault(k, v)
-
-
-class Work:
-    """One event's changes to one assignment, its days and its occurrences."""
-
-    def __init__(self, ctx: Context, assignment: Doc) -> None:
-        self.ctx = ctx
-        self.a = Tracked(assignment)
-        self.days: dict[str, Tracked] = {}
-        self.occurrences: dict[str, Tracked] = {}
-
-    @property
-    def assignment_id(self) -> str:
-        return str(self.a.doc["_id"])
-
-    def day(self, occurrence_id: str) -> Tracked:
-        date = day_of(occurrence_id)
-        if date not in self.days:
-            t = Tracked({})
-            a = self.a.doc
-            t.on_insert({"client_id": a["client_id"], "assignment_id": a["_id"], "date": date, "kind": a["kind"]})
-            self.days[date] = t
-        return self.days[date]
-
-    async def occurrence(self, occurrence_id: str) -> Tracked:
-        if occurrence_id not in self.occurrences:
-            found = await self.ctx.store.occurrence(occurrence_id)
-            t = Tracked(found or {"_id": occurrence_id})
-            if found is None:
-                a = self.a.doc
-                t.on_insert({"assignment_id": a["_id"], "client_id": a["client_id"], "date": day_of(occurrence_id)})
-            self.occurrences[occurrence_id] = t
-        return self.occurrences[occurrence_id]
-
-    def count(self, occurrence_id: str, name: str, n: float = 1) -> None:
-        """Add ``n`` to a figure of an occurrence's day, of the assignment, and of its first two weeks if in them."""
-        date = day_of(occurrence_id)
-        self.day(occurrence_id).inc(name, n)
-        self.a.inc(f"totals.{name}", n)
-        if name in ("due", "done", "partial_percent") and date < self.a.doc["early_until"]:
-            self.a.inc(f"early.{name}", n)
-
-    async def flush(self) -> None:
-        store = self.ctx.store
-        for oid, t in self.occurrences.items():
-            await store.update_occurrence(oid, t.ops)
-        for date, t in self.days.items():
-            await store.update_day(f"{self.assignment_id}|{date}", t.ops)
-        await store.update_assignment(self.assignment_id, self.a.ops)
-
 
 # ------------------------------------------------------------------ entry point
 
@@ -580,65 +474,3 @@ def unheld(doc: Doc) -> Envelope[Any]:
     """The envelope a held document keeps."""
     data = EVENTS_BY_TYPE[doc["type"]].model_validate(doc["data"], context=TOLERANT)
     return Envelope(doc["_id"], doc["source"], doc["type"], doc["time"], doc["subject"], data)
-
-
-# ------------------------------------------------------------------ flags and alerts
-
-
-def facts_of(doc: Doc, extra_due: float = 0, extra_early_due: float = 0) -> AssignmentFacts:
-    """The figures an assignment's flags rest on (``extra_*``: due occurrences a read adds)."""
-    totals, early = doc.get("totals", {}), doc.get("early", {})
-    return AssignmentFacts(
-        assignment_id=doc["_id"],
-        title=doc["title"],
-        due=totals.get("due", 0) + extra_due,
-        done=totals.get("done", 0),
-        partial_percent=totals.get("partial_percent", 0),
-        early_due=early.get("due", 0) + extra_early_due,
-        early_done=early.get("done", 0),
-        early_partial_percent=early.get("partial_percent", 0),
-        too_hard_since_revision=int(doc.get("too_hard_since_revision", 0)),
-        latest={k: v["value"] for k, v in doc.get("latest", {}).items()},
-    )
-
-
-def rules_of(doc: Doc | None) -> list[ThresholdRule]:
-    """The threshold rules a thresholds document holds."""
-    return [ThresholdRule(r["metric"], r["direction"], float(r["value"])) for r in (doc or {}).get("rules", [])]
-
-
-async def raise_alerts(work: Work, at: datetime, *, with_thresholds: bool) -> None:
-    """Stage ``AdherenceAlertRaised`` for each flag whose condition just became true: once per episode.
-
-    Only a completion with a rating can move one, so the therapist's thresholds are read (one
-    query) for those alone; other events leave the threshold flags as they were. A reminder
-    changes no figure a flag rests on: no evaluation at all.
-    """
-    a = work.a.doc
-    rules = rules_of(await work.ctx.store.thresholds(a["client_id"])) if with_thresholds else []
-    flags = evaluate_flags(facts_of(a), rules)
-    states: dict[str, Any] = a.get("flags", {})
-    present = set() if with_thresholds else {k for k in states if k.startswith("rating_threshold_crossed")}
-    for flag in flags:
-        present.add(flag.key)
-        state = states.get(flag.key, {"active": False, "episode": 0})
-        if state["active"]:
-            continue
-        episode = int(state["episode"]) + 1
-        work.a.set(f"flags.{flag.key}", {"code": flag.code, "active": True, "episode": episode})
-        event_id = alert_id(flag, episode)
-        alert = AdherenceAlertRaised(
-            client_id=a["client_id"],
-            practice_id=a["practice_id"],
-            alert_id=event_id,
-            code=flag.code,
-            assignment_id=a["_id"],
-            reason=flag.reason[:500],
-            figures=flag.figures,
-            raised_at=at,
-        )
-        await work.ctx.store.stage(alert, event_id)
-        work.ctx.alerts.append(event_id)
-    for key, state in states.items():
-        if state["active"] and key not in present:
-            work.a.set(f"flags.{key}", {**state, "active": False})

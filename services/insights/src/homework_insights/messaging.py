@@ -7,8 +7,9 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_insights.config import Settings
-from homework_insights.handlers import Context, apply_event
+from homework_insights.handlers import apply_event
 from homework_insights.store import MongoStore
+from homework_insights.unit_of_work import Context
 from homework_shared.consumer import Apply
 from homework_shared.events import Envelope
 from homework_shared.observability import ServiceMetrics

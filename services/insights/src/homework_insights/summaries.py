@@ -14,6 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from homework_insights.alerts import rules_of
 from homework_insights.domain import local_day
 from homework_insights.figures import (
     AssignmentReading,
@@ -22,7 +23,6 @@ from homework_insights.figures import (
     merge_counts,
     series_view,
 )
-from homework_insights.handlers import rules_of
 from homework_insights.store import Doc, Store
 from homework_shared.events import InsightSummaryGenerated
 
