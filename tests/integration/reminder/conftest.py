@@ -118,13 +118,11 @@ class Deployment:
     async def stop(self, app: FastAPI) -> None:
         """Stop one replica gracefully (its lifespan's shutdown: loops, leases, outbox, Kafka, MongoDB)."""
         self.apps.remove(app)
+        watchdog = asyncio.create_task(_report_if_slow(10.0))
         try:
-            async with asyncio.timeout(30):
-                await self._stacks.pop(id(app)).aclose()
-        except TimeoutError:
-            for task in asyncio.all_tasks():
-                task.print_stack()
-            raise
+            await self._stacks.pop(id(app)).aclose()
+        finally:
+            watchdog.cancel()
 
     def store(self, app: FastAPI | None = None) -> Store:
         target = app or self.apps[0]
@@ -234,6 +232,14 @@ async def deployment(infra: Infra) -> AsyncIterator[Deployment]:
             with contextlib.suppress(Exception):
                 await client.drop_database(d.database)
         await client.close()
+
+
+async def _report_if_slow(seconds: float) -> None:
+    """Print every task's stack if a shutdown takes longer than ``seconds`` (a hang shows where it hangs)."""
+    await asyncio.sleep(seconds)
+    print(f"shutdown slower than {seconds}s; tasks:")
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=8)
 
 
 async def _true(value: bool) -> bool:

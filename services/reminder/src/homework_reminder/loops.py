@@ -27,6 +27,7 @@ from homework_shared.clock import Clock
 from homework_shared.mongo import MongoClient, run_in_transaction
 
 log = logging.getLogger(__name__)
+STOP_WAIT_S = 5.0
 HOUSEKEEPING_S = 1.0
 """Real seconds between two runs of an idle housekeeping loop (missed, webhooks; the horizon: five times)."""
 
@@ -70,17 +71,22 @@ class Workers:
         ]
 
     async def stop(self) -> None:
-        """Cancel the loops, then release the leases this replica holds so another fires them at once."""
+        """Cancel the loops, then release the leases this replica holds so another fires them at once.
+
+        Bounded: a loop stuck in a slow database call is left behind after ``STOP_WAIT_S``.
+        """
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=STOP_WAIT_S)
         self._tasks = []
-        with contextlib.suppress(Exception):
-            released = await self.firing.release()
+        try:
+            async with asyncio.timeout(STOP_WAIT_S):
+                released = await self.firing.release()
             if released:
                 log.info("released %d reminder leases", released)
+        except Exception:
+            log.warning("could not release reminder leases; they expire by themselves", exc_info=True)
 
     async def _forever(self, name: str, step: Callable[[], Awaitable[float]]) -> None:
         """Run ``step`` until cancelled; it returns the real seconds to pause before the next run."""
