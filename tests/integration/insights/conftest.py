@@ -96,6 +96,8 @@ def settings_for(infra: Infra, **extra: Any) -> Settings:
         mongodb_uri=infra.mongodb_uri,
         mongodb_database=extra.pop("mongodb_database", unique("insights")),
         topic_prefix=extra.pop("topic_prefix", unique("ins")),
+        # A consumer group of its own: a member of a previous test's group can hold a join up for a session timeout.
+        service_name=extra.pop("service_name", unique("insights")),
         topic_partitions=2,
         environment="test",
         log_format="console",

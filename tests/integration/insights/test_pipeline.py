@@ -140,7 +140,9 @@ async def test_bad_records_go_to_the_dead_letter_topic_and_the_figures_stay_exac
     await service.publish(wrong)
     last = await service.publish(a.done(day(23)))
     await service.wait_applied(*last, timeout=90)
-    dead = await service.read_topic(service.rt.topics.dead_letter("insights"), lambda rs: len(rs) >= 2, timeout=30)
+    dead = await service.read_topic(
+        service.rt.topics.dead_letter(service.settings.service_name), lambda rs: len(rs) >= 2, timeout=30
+    )
     reasons = sorted(dict(r.headers)["dlq_reason"].decode() for r in dead)
     assert reasons == ["apply_failed", "invalid_json"]
     mine = next(x for x in (await service.figures())["assignments"] if x["assignment_id"] == "asg-1")

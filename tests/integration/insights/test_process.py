@@ -38,7 +38,13 @@ def _env(infra: Infra, **extra: str) -> dict[str, str]:
 
 async def test_the_process_becomes_ready_logs_json_and_stops_gracefully_on_sigterm(infra: Infra) -> None:
     port = _free_port()
-    env = _env(infra, HTTP_PORT=str(port), MONGODB_DATABASE=unique("insights"), TOPIC_PREFIX=unique("proc"))
+    env = _env(
+        infra,
+        HTTP_PORT=str(port),
+        MONGODB_DATABASE=unique("insights"),
+        TOPIC_PREFIX=unique("proc"),
+        SERVICE_NAME=unique("insights"),
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "homework_insights"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
