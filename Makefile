@@ -53,8 +53,8 @@ schemas: install ## regenerate the published JSON Schemas (refuses breaking chan
 bench: install ## run every benchmark and write docs/benchmarks.md
 	$(PY) -m tests.bench.run_all
 
-demo: install ## play the demo scenario against a running `make run`
-	$(PY) -m tests.e2e.demo
+demo: install ## a week of homework in ~2 minutes: against `make run CLOCK_SPEED=7200` if running, else self-contained
+	$(PY) deploy/local/demo.py --run-json $(DEVSTACK_DIR)/run.json --out $(DEVSTACK_DIR)/demo
 
 token: install ## mint a development JWT: make token ROLE=therapist SUB=t1 PRACTICE=p1
 	@$(PY) -m homework_shared.auth.mint --role $(or $(ROLE),therapist) --sub $(or $(SUB),therapist-1) --practice $(or $(PRACTICE),practice-1)

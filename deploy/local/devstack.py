@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -404,7 +405,9 @@ def wait_ready(stack: Stack) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            asyncio.run(asyncio.wait_for(_check_ready(stack), timeout=20))
+            # In a thread with its own event loop, so callers inside a running loop (the demo, benchmarks) can wait too.
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, asyncio.wait_for(_check_ready(stack), timeout=20)).result()
             return
         except Exception as exc:  # noqa: BLE001 - retried until the deadline, then reported
             last = exc

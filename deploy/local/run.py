@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import signal
 import sys
@@ -27,6 +28,21 @@ from processes import SERVICES, ServiceProcess, launch, service_env
 def built(module: str) -> bool:
     """A service counts as built once its package has a ``__main__`` module."""
     return importlib.util.find_spec(f"{module}.__main__") is not None
+
+
+def write_run_json(path: Path, procs: list[ServiceProcess], infra_env: dict[str, str], clock: dict[str, str]) -> None:
+    """Where the running system is and which clock it keeps: read by `make demo`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {
+        "urls": {p.name: p.url for p in procs},
+        "kafka_bootstrap": infra_env["KAFKA_BOOTSTRAP_SERVERS"],
+        "topic_prefix": os.environ.get("TOPIC_PREFIX", "homework"),
+        "clock_speed": float(clock.get("CLOCK_SPEED", 1)),
+        "clock_origin": clock.get("CLOCK_ORIGIN"),
+        "clock_real_origin": clock.get("CLOCK_REAL_ORIGIN"),
+        "pid": os.getpid(),
+    }
+    path.write_text(json.dumps(info, indent=2))
 
 
 def main() -> int:
@@ -67,6 +83,7 @@ def main() -> int:
         except RuntimeError as exc:
             devstack.log(f"error: {exc}")
             return 1
+        write_run_json(args.dir.resolve() / "run.json", procs, infra_env, extra)
         print("\nThe homework platform is running:")
         print(f"  Kafka    {infra_env['KAFKA_BOOTSTRAP_SERVERS']}")
         print(f"  MongoDB  {infra_env['MONGODB_URI']}")
@@ -90,6 +107,7 @@ def main() -> int:
                 p.proc.send_signal(signal.SIGTERM)
         for p in procs:
             p.stop(timeout=30)
+        (args.dir.resolve() / "run.json").unlink(missing_ok=True)
         if own_stack:
             devstack.down(args.dir)
         devstack.log("stopped")
