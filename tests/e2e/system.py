@@ -22,9 +22,9 @@ from tests.infra import ROOT, Infra
 
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
-import devstack  # noqa: E402
-from demo import System  # noqa: E402
-from processes import SERVICES, ServiceProcess, launch, service_env  # noqa: E402
+import devstack
+from demo import System
+from processes import SERVICES, ServiceProcess, launch, service_env
 
 
 @dataclass
