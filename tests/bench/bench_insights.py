@@ -123,7 +123,7 @@ async def _wait_processed(db: Any, ids: list[str], timeout: float) -> None:
 async def throughput(infra: Infra) -> list[Figure]:
     settings = settings_for(infra)
     app = create(settings, clock=ManualClock(datetime(2026, 6, 1, tzinfo=UTC)))
-    rt: Runtime = app.state.rt
+    rt: Runtime = app.state.runtime
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all", enable_idempotence=True)
     async with app.router.lifespan_context(app):
         await wait_for(lambda: _true(rt.kafka_ready.is_set()), timeout=60)
@@ -355,7 +355,7 @@ async def end_to_end(infra: Infra) -> list[Figure]:
 async def _e2e_at(infra: Infra, rate: float) -> tuple[list[float], list[HomeworkEvent]]:
     settings = settings_for(infra)
     app = create(settings, clock=ManualClock(datetime(2026, 6, 1, tzinfo=UTC)))
-    rt: Runtime = app.state.rt
+    rt: Runtime = app.state.runtime
     producer = AIOKafkaProducer(
         bootstrap_servers=infra.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=0
     )

@@ -119,6 +119,14 @@ class EventConsumer:
             **batching,
         )
         self.subscriber(self.handle_batch if batch_size > 1 else self.handle)
+        # Declared for the AsyncAPI document: parked records are published here (see ``park``).
+        broker.publisher(
+            dead_letter_topic,
+            title=f"{dead_letter_topic}:publish",
+            description="Records this consumer group could not decode or apply: the original key, value and "
+            "headers, plus dlq_reason, dlq_error, dlq_original_topic, dlq_original_partition, "
+            "dlq_original_offset, dlq_consumer_group and dlq_failed_at.",
+        )
 
     async def ensure_indexes(self) -> None:
         await self.processed.create_index(

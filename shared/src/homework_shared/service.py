@@ -93,8 +93,21 @@ class Runtime:
             )
         return cls(settings, stream, mongo, db, broker, topics, outbox, relay, registry, clock)
 
-    def consume(self, streams: list[Stream], apply: Apply, *, group: str | None = None) -> EventConsumer:
-        """Apply every event of ``streams`` once, as this service's consumer group."""
+    def consume(
+        self,
+        streams: list[Stream],
+        apply: Apply,
+        *,
+        group: str | None = None,
+        batch_size: int = 1,
+        concurrency: int = 1,
+    ) -> EventConsumer:
+        """Apply every event of ``streams`` once, as consumer group ``group`` (default: the service name).
+
+        ``batch_size`` > 1 polls up to that many records and commits their offsets once;
+        ``concurrency`` > 1 applies that many partitions of a batch at once (one client's
+        events share a partition, so they stay in order). See ``EventConsumer``.
+        """
         group = group or self.settings.service_name
         consumer = EventConsumer(
             broker=self.broker,
@@ -105,6 +118,8 @@ class Runtime:
             dead_letter_topic=self.topics.dead_letter(group),
             apply=apply,
             metrics=ConsumerMetrics(self.registry),
+            batch_size=batch_size,
+            concurrency=concurrency,
         )
         self.consumers.append(consumer)
         return consumer

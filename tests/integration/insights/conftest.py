@@ -38,7 +38,7 @@ class Service:
 
     @property
     def rt(self) -> Runtime:
-        rt: Runtime = self.app.state.rt
+        rt: Runtime = self.app.state.runtime
         return rt
 
     async def publish(self, *events: HomeworkEvent | Envelope[Any], raw: bool = False) -> list[Envelope[Any]]:
@@ -112,7 +112,7 @@ async def service(infra: Infra) -> AsyncIterator[Service]:
     app = create(settings, clock=clock)
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all", enable_idempotence=True)
     async with app.router.lifespan_context(app):
-        rt: Runtime = app.state.rt
+        rt: Runtime = app.state.runtime
         await wait_for(lambda: _true(rt.kafka_ready.is_set()), timeout=60, message="kafka ready")
         await producer.start()
         transport = httpx.ASGITransport(app=app)

@@ -68,7 +68,7 @@ class SummaryCreate(BaseModel):
 
 
 def runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.rt
+    rt: Runtime = request.app.state.runtime
     return rt
 
 
