@@ -62,6 +62,10 @@ _writes: dict[int | str, dict[str, Any]] = {
     **_errors,
     409: {"model": ErrorBody, "description": "The current state does not allow it"},
 }
+_writes_with_body: dict[int | str, dict[str, Any]] = {
+    **_writes,
+    400: {"model": ErrorBody, "description": "The body cannot be read (not UTF-8 JSON)"},
+}
 
 router = APIRouter(prefix="/v1", tags=["assignments"])
 
@@ -87,7 +91,7 @@ async def idempotent(request: Request, sub: str, key: str | None, status: int, w
 # ---------------------------------------------------------------- therapists: assignments
 
 
-@router.post("/assignments", status_code=201, response_model=AssignmentPublic, responses=_writes)
+@router.post("/assignments", status_code=201, response_model=AssignmentPublic, responses=_writes_with_body)
 async def create_assignment(
     request: Request, body: AssignmentCreate, principal: TherapistDep, key: IdempotencyKeyDep, h: HandlersDep
 ) -> JSONResponse:
@@ -122,7 +126,10 @@ async def list_client_assignments(
 
 
 @router.post(
-    "/assignments/{assignment_id}/revisions", status_code=201, response_model=RevisionPublic, responses=_writes
+    "/assignments/{assignment_id}/revisions",
+    status_code=201,
+    response_model=RevisionPublic,
+    responses=_writes_with_body,
 )
 async def revise_assignment(
     request: Request,
@@ -226,7 +233,7 @@ async def list_occurrences(
     "/assignments/{assignment_id}/occurrences/{occurrence_id}/completion",
     status_code=201,
     response_model=ResolutionPublic,
-    responses=_writes,
+    responses=_writes_with_body,
 )
 async def record_completion(
     request: Request,
@@ -249,7 +256,7 @@ async def record_completion(
     "/assignments/{assignment_id}/occurrences/{occurrence_id}/skip",
     status_code=201,
     response_model=ResolutionPublic,
-    responses=_writes,
+    responses=_writes_with_body,
 )
 async def record_skip(
     request: Request,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from homework_assignment.api import router
 from homework_assignment.config import Settings
 from homework_assignment.domain import InvalidInput
 from homework_assignment.handlers import AssignmentHandlers
+from homework_assignment.models import describe_local_times
 from homework_assignment.resolutions import ResolutionWriter
 from homework_assignment.store import AssignmentStore
 from homework_shared.clock import Clock
@@ -68,6 +70,18 @@ async def _invalid_input(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "validation_failed", "detail": exc.fields}, status_code=422)
 
 
+def _openapi_with_local_times(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """``app.openapi``, with local wall times described as sent (see ``models.describe_local_times``)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            describe_local_times(generate())
+        return app.openapi_schema or generate()
+
+    return openapi
+
+
 def create(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     """The assignment service's app; its lifespan connects MongoDB and Kafka and starts the relay and sweeper."""
     settings = settings or load_settings(Settings)
@@ -87,6 +101,7 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
     app.state.sweeper = sweeper
     app.state.resolutions = resolutions
     app.add_exception_handler(InvalidInput, _invalid_input)
+    app.openapi = _openapi_with_local_times(app)  # type: ignore[method-assign]
 
     async def on_start() -> None:
         await store.ensure_indexes()

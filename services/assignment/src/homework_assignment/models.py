@@ -221,7 +221,7 @@ class ResolutionPublic(BaseModel):
     type: Literal["completion", "skip"]
     assignment_id: str
     occurrence_id: str
-    local_start: datetime
+    local_start: LocalDateTime
     opens_at: datetime
     closes_at: datetime
     recorded_at: datetime
@@ -271,7 +271,7 @@ class OccurrencePublic(BaseModel):
     """One occurrence: its deterministic id, its window and where it stands."""
 
     occurrence_id: str
-    local_start: datetime = Field(description="Scheduled start, local wall time in the client's zone")
+    local_start: LocalDateTime = Field(description="Scheduled start, local wall time in the client's zone")
     opens_at: datetime
     closes_at: datetime
     status: OccurrenceStatus
@@ -358,3 +358,26 @@ def decode_cursor(value: str | None) -> str | None:
     if not key:
         raise invalid("cursor", "not a cursor this service gave out", "query")
     return key
+
+
+# ---------------------------------------------------------------- OpenAPI
+
+LOCAL_DATE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?$"
+
+
+def describe_local_times(node: Any) -> None:
+    """Describe local wall times (``x-local-time``) as they are sent: without an offset.
+
+    Pydantic calls a naive date-time ``format: date-time``, which RFC 3339 (and so every OpenAPI
+    validator) reads as a date-time *with* an offset: the service would break its own schema in
+    every response with a schedule or an occurrence. A pattern says what is really sent.
+    """
+    if isinstance(node, dict):
+        if node.get("x-local-time") and node.get("format") == "date-time":
+            del node["format"]
+            node["pattern"] = LOCAL_DATE_TIME_PATTERN
+        for value in node.values():
+            describe_local_times(value)
+    elif isinstance(node, list):
+        for value in node:
+            describe_local_times(value)
