@@ -34,6 +34,30 @@ router = APIRouter(prefix="/v1", tags=["reminders"])
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
+class ErrorBody(BaseModel):
+    """Every error: a stable code and a sentence, or the invalid fields."""
+
+    error: str
+    message: str | None = None
+    detail: list[dict[str, str]] | None = None
+
+
+ERRORS = {
+    400: "The body cannot be read (not UTF-8 JSON)",
+    401: "No bearer token, or one that does not verify",
+    403: "The caller's role may not do this",
+    404: "No such client, reminder or webhook visible to the caller",
+    409: "The occurrence is resolved, or its window closes too soon",
+    422: "Invalid input, naming the field",
+    503: "The database cannot be reached",
+}
+
+
+def answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error answers of a route (every route also has 401, 422 and 503)."""
+    return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in sorted({401, 422, 503, *codes})}
+
+
 @dataclass(frozen=True)
 class Services:
     """What the routes use, put on ``app.state.services`` by ``app.create``."""
@@ -183,7 +207,7 @@ async def _upcoming(svc: Services, practice_id: str, client_id: str, limit: int)
 Limit = Annotated[int, Query(ge=1, le=500, description="At most this many, soonest first")]
 
 
-@router.get("/me/reminders", response_model=UpcomingReminders)
+@router.get("/me/reminders", response_model=UpcomingReminders, responses=answers(403))
 async def my_upcoming_reminders(svc: ServicesDep, principal: ClientDep, limit: Limit = 100) -> UpcomingReminders:
     """The calling client's reminders that have not fired yet, soonest first."""
     return await _upcoming(svc, principal.practice_id, principal.sub, limit)
@@ -192,7 +216,7 @@ async def my_upcoming_reminders(svc: ServicesDep, principal: ClientDep, limit: L
 @router.get(
     "/clients/{client_id}/reminders",
     response_model=UpcomingReminders,
-    responses={404: {"description": "no such client"}},
+    responses=answers(404),
 )
 async def client_upcoming_reminders(
     client_id: str, svc: ServicesDep, principal: PrincipalDep, limit: Limit = 100
@@ -205,7 +229,7 @@ async def client_upcoming_reminders(
 @router.post(
     "/reminders/{reminder_id}/snooze",
     response_model=SnoozePublic,
-    responses={404: {"description": "no such reminder"}, 409: {"description": "the window closes too soon"}},
+    responses=answers(400, 403, 404, 409),
 )
 async def snooze_reminder(
     reminder_id: str,
@@ -237,14 +261,14 @@ def _preferences_public(client_id: str, doc: Doc | None) -> PreferencesPublic:
     return PreferencesPublic.model_validate({**(doc or {}), "client_id": client_id})
 
 
-@router.get("/clients/{client_id}/preferences", response_model=PreferencesPublic)
+@router.get("/clients/{client_id}/preferences", response_model=PreferencesPublic, responses=answers(404))
 async def get_preferences(client_id: str, svc: ServicesDep, principal: PrincipalDep) -> PreferencesPublic:
     """A client's reminder preferences (all null until set)."""
     await _visible_client(svc, principal, client_id)
     return _preferences_public(client_id, await svc.store.preferences_doc(principal.practice_id, client_id))
 
 
-@router.put("/clients/{client_id}/preferences", response_model=PreferencesPublic)
+@router.put("/clients/{client_id}/preferences", response_model=PreferencesPublic, responses=answers(400, 404))
 async def put_preferences(
     client_id: str, body: PreferencesUpdate, svc: ServicesDep, principal: PrincipalDep
 ) -> PreferencesPublic:
@@ -263,7 +287,7 @@ async def put_preferences(
 # ---------------------------------------------------------------------- webhook
 
 
-@router.put("/practices/{practice_id}/webhook", response_model=WebhookPublic)
+@router.put("/practices/{practice_id}/webhook", response_model=WebhookPublic, responses=answers(400, 403, 404))
 async def put_webhook(
     practice_id: str, body: WebhookUpdate, svc: ServicesDep, principal: TherapistDep
 ) -> WebhookPublic:
@@ -277,7 +301,7 @@ async def put_webhook(
     return WebhookPublic(practice_id=practice_id, url=doc["url"], updated_at=doc["updated_at"])
 
 
-@router.get("/practices/{practice_id}/webhook", response_model=WebhookPublic)
+@router.get("/practices/{practice_id}/webhook", response_model=WebhookPublic, responses=answers(403, 404))
 async def get_webhook(practice_id: str, svc: ServicesDep, principal: TherapistDep) -> WebhookPublic:
     """The practice's webhook (never its secret)."""
     _own_practice(principal, practice_id)
@@ -287,7 +311,7 @@ async def get_webhook(practice_id: str, svc: ServicesDep, principal: TherapistDe
     return WebhookPublic(practice_id=practice_id, url=doc["url"], updated_at=doc["updated_at"])
 
 
-@router.delete("/practices/{practice_id}/webhook", status_code=204)
+@router.delete("/practices/{practice_id}/webhook", status_code=204, responses=answers(403, 404))
 async def delete_webhook(practice_id: str, svc: ServicesDep, principal: TherapistDep) -> Response:
     """Stop delivering to the practice's webhook."""
     _own_practice(principal, practice_id)
