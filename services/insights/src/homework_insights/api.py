@@ -29,6 +29,35 @@ router = APIRouter(prefix="/v1", tags=["insights"])
 docs_router = APIRouter(tags=["operations"])
 
 
+class ErrorBody(BaseModel):
+    """Every error: a stable code and a sentence, or the invalid fields."""
+
+    error: str
+    message: str | None = None
+    detail: list[dict[str, str]] | None = None
+
+
+ERRORS = {
+    400: "The body cannot be read (not UTF-8 JSON)",
+    401: "No bearer token, or one that does not verify",
+    403: "A client may not do this (therapists and admins only)",
+    404: "No such client or summary visible to the caller",
+    422: "Invalid input, naming the field",
+    503: "The database cannot be reached",
+}
+
+
+def answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error answers of a route (every route also has 401, 404, 422 and 503)."""
+    return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in sorted({401, 404, 422, 503, *codes})}
+
+
+def json_answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``answers`` for a route whose success is not JSON: its errors still are (FastAPI would say text/html)."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    return {code: {"description": ERRORS[code], "content": error} for code in answers(*codes)}
+
+
 class ThresholdRuleIn(BaseModel):
     """Flag when the latest value of ``metric`` is ``at_most`` or ``at_least`` ``value``."""
 
@@ -80,7 +109,7 @@ async def visible_client(request: Request, principal: Any, client_id: str) -> Do
     return client
 
 
-@router.get("/clients/{client_id}/figures")
+@router.get("/clients/{client_id}/figures", responses=answers())
 async def get_figures(request: Request, client_id: str, principal: PrincipalDep) -> JSONResponse:
     """The client's figures now: overall, per kind, per assignment, last 7 and 28 days, series, streaks (+ flags)."""
     await visible_client(request, principal, client_id)
@@ -91,7 +120,7 @@ async def get_figures(request: Request, client_id: str, principal: PrincipalDep)
     return JSONResponse(jsonable_encoder(figures))
 
 
-@router.get("/clients/{client_id}/thresholds")
+@router.get("/clients/{client_id}/thresholds", responses=answers(403))
 async def get_thresholds(request: Request, client_id: str, principal: TherapistDep) -> ThresholdsPublic:
     """The thresholds a therapist set for this client."""
     await visible_client(request, principal, client_id)
@@ -99,7 +128,7 @@ async def get_thresholds(request: Request, client_id: str, principal: TherapistD
     return ThresholdsPublic(client_id=client_id, rules=[ThresholdRuleIn(**r) for r in (doc or {}).get("rules", [])])
 
 
-@router.put("/clients/{client_id}/thresholds")
+@router.put("/clients/{client_id}/thresholds", responses=answers(400, 403))
 async def put_thresholds(
     request: Request, client_id: str, payload: ThresholdsUpdate, principal: TherapistDep
 ) -> ThresholdsPublic:
@@ -110,7 +139,7 @@ async def put_thresholds(
     return ThresholdsPublic(client_id=client_id, rules=payload.rules)
 
 
-@router.post("/clients/{client_id}/summaries", status_code=201)
+@router.post("/clients/{client_id}/summaries", status_code=201, responses=answers(400, 403))
 async def generate_summary(
     request: Request,
     client_id: str,
@@ -148,7 +177,7 @@ async def generate_summary(
     return response
 
 
-@router.get("/clients/{client_id}/summaries")
+@router.get("/clients/{client_id}/summaries", responses=answers(403))
 async def list_summaries(request: Request, client_id: str, principal: TherapistDep) -> JSONResponse:
     """The client's summaries, newest first (headline figures only)."""
     await visible_client(request, principal, client_id)
@@ -164,13 +193,13 @@ async def visible_summary(request: Request, principal: Any, summary_id: str) -> 
     return summary
 
 
-@router.get("/summaries/{summary_id}")
+@router.get("/summaries/{summary_id}", responses=answers(403))
 async def get_summary(request: Request, summary_id: str, principal: TherapistDep) -> JSONResponse:
     """One summary, as JSON."""
     return JSONResponse(jsonable_encoder(public(await visible_summary(request, principal, summary_id))))
 
 
-@router.get("/summaries/{summary_id}/html", response_class=HTMLResponse)
+@router.get("/summaries/{summary_id}/html", response_class=HTMLResponse, responses=json_answers(403))
 async def get_summary_html(request: Request, summary_id: str, principal: TherapistDep) -> HTMLResponse:
     """One summary, as the page a therapist reads (inline SVG charts, no external assets)."""
     return HTMLResponse(render_summary(await visible_summary(request, principal, summary_id)))
