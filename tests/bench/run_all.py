@@ -53,6 +53,13 @@ def render(results: dict[str, list[Figure]]) -> str:
             lines.append(f"| {f.name} | {f.value:,.4g} {f.unit} | {base} | {ratio} | {f.goal} | `{f.command}` |")
         notes = [f"- {f.name}: {f.notes}" for f in figures if f.notes]
         lines += ["", *notes, ""] if notes else [""]
+        if suite == "system" and Path("docs/benchmarks-latency.svg").exists():
+            lines += [
+                "Latency percentiles, end to end against the aiokafka baseline (log scale):",
+                "",
+                "![latency percentiles](benchmarks-latency.svg)",
+                "",
+            ]
     return "\n".join(lines)
 
 
