@@ -86,6 +86,10 @@ class UnknownAssignment(LookupError):
     """An event about an assignment this service never saw created: it cannot be applied."""
 
 
+class ForeignResolution(ValueError):
+    """A completion or skip whose client, or whose occurrence, is not its assignment's: it cannot be applied."""
+
+
 @dataclass(frozen=True)
 class Segment:
     """A schedule and its reminder wishes, governing occurrences that open at or after ``starts_at``."""

@@ -21,6 +21,7 @@ from homework_reminder.domain import (
     RESOLVED,
     WAITING,
     CancelReason,
+    ForeignResolution,
     OccurrenceState,
     Plan,
     PlannedReminder,
@@ -48,7 +49,7 @@ from homework_shared.events import (
     ReminderSnoozed,
 )
 from homework_shared.outbox import Outbox
-from homework_shared.schedule import Occurrence, occurrences
+from homework_shared.schedule import Occurrence, occurrences, parse_occurrence_id
 
 REVIVABLE: tuple[str, ...] = ("assignment_paused", "assignment_revised", "quiet_hours")
 """Cancellations a later change may undo; completion, skip and a closed window are final."""
@@ -114,8 +115,17 @@ class Scheduler:
             await self.reconcile(stopped, since=at, expanded_until=expanded, session=session)
 
     async def occurrence_resolved(self, e: CompletionRecorded | OccurrenceSkipped, session: AsyncClientSession) -> None:
-        """A completion or skip: resolve the occurrence (a missed one becomes done, late) and cancel its reminders."""
-        await self._plan(e.assignment_id, session)
+        """A completion or skip: resolve the occurrence (a missed one becomes done, late) and cancel its reminders.
+
+        One whose client or occurrence is not the assignment's raises ``ForeignResolution`` (parked): applied,
+        it would silence another client's reminders, or an occurrence that is not of this assignment.
+        """
+        plan, _ = await self._plan(e.assignment_id, session)
+        if e.client_id != plan.client_id or _assignment_of(e.occurrence_id) != e.assignment_id:
+            raise ForeignResolution(
+                f"{type(e).__name__} of client {e.client_id!r} for occurrence {e.occurrence_id!r} does not belong "
+                f"to assignment {e.assignment_id!r} of client {plan.client_id!r}"
+            )
         state = OccurrenceState.COMPLETED if isinstance(e, CompletionRecorded) else OccurrenceState.SKIPPED
         stored = await self.store.occurrence(e.occurrence_id, session)
         if stored is not None and stored["state"] in (OccurrenceState.COMPLETED, OccurrenceState.SKIPPED):
@@ -449,3 +459,11 @@ def _nothing_after(plan: Plan, until: datetime) -> bool:
     """Whether the plan's last schedule has no occurrence opening at or after ``until``."""
     last = plan.segments[-1]
     return not any(True for _ in islice(occurrences(plan.assignment_id, last.schedule, start=until), 1))
+
+
+def _assignment_of(occurrence_id: str) -> str | None:
+    """The assignment an occurrence id names (None when it is not an occurrence id)."""
+    try:
+        return parse_occurrence_id(occurrence_id)[0]
+    except ValueError:
+        return None

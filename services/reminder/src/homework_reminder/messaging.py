@@ -2,7 +2,8 @@
 
 ``Runtime.consume`` gives the idempotent consumer (own group, dedupe on the event id in the same
 transaction, commit after processing, bounded retries then the dead-letter topic). An event about
-an assignment never created here raises ``UnknownAssignment``: retried, then parked with the reason.
+an assignment never created here raises ``UnknownAssignment``, a completion or skip whose client or
+occurrence is not its assignment's ``ForeignResolution``: retried, then parked with the reason.
 """
 
 from __future__ import annotations
