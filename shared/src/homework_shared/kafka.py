@@ -46,12 +46,18 @@ class TopicsRefused(RuntimeError):
     """Kafka answered a topic creation with an error (e.g. more replicas than brokers)."""
 
 
+def bootstrap_addresses(bootstrap_servers: str) -> list[str]:
+    """The ``host:port`` addresses of a comma-separated ``KAFKA_BOOTSTRAP_SERVERS`` value."""
+    return [address.strip() for address in bootstrap_servers.split(",") if address.strip()]
+
+
 def make_broker(
     bootstrap_servers: str, *, client_id: str, security: BaseSecurity | None = None, **options: Any
 ) -> KafkaBroker:
     """A FastStream Kafka broker whose producer is idempotent with ``acks=all``."""
     return KafkaBroker(
-        bootstrap_servers,
+        # As a list: FastStream passes a string on as one address, so "a:9092,b:9092" would not resolve.
+        bootstrap_addresses(bootstrap_servers),
         security=security,
         client_id=client_id,
         acks="all",
