@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from homework_shared.clock import Clock, ScaledClock, SystemClock
+from homework_shared.events import Topics
 from tests.conftest import unique
 from tests.infra import ROOT, Infra
 
@@ -52,6 +53,11 @@ class Deployment:
 
     def database(self, service: str) -> str:
         return f"{self.prefix}_{service}"
+
+    @property
+    def system_topics(self) -> Topics:
+        """The deployment's topic names (its own prefix)."""
+        return Topics(prefix=self.prefix)
 
     def restart(self, name: str, *, kill: bool = False, timeout: float = 60) -> None:
         """Stop (or SIGKILL) one service and start it again with the same configuration."""
