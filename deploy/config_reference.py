@@ -73,7 +73,10 @@ MEANINGS: dict[str, str] = {
     "EXTEND_BATCH_SIZE": "Assignments extended per batch.",
     "REPLICA_ID": "Names this replica's leases; the pod name in Kubernetes.",
     "FIRE_BATCH_SIZE": "Due reminders claimed per batch.",
-    "LEASE_TTL_S": "Lease on claimed reminders (platform seconds): a dead replica's claims are taken over after it.",
+    "LEASE_TTL_S": (
+        "Lease on claimed reminders, in real seconds (a sped-up clock does not shorten it): "
+        "a dead replica's claims are taken over after it."
+    ),
     "POLL_INTERVAL_S": "Longest real-time pause of the firing loops when nothing is due.",
     "MISSED_GRACE_S": "An occurrence is missed once its window has been closed this long without a completion or skip.",
     "MISSED_BATCH_SIZE": "Occurrences marked missed per batch.",

@@ -34,7 +34,8 @@ class ReminderSettings(ServiceSettings):
     extend_every_s: float = Field(default=3600.0, gt=0)
     extend_batch_size: int = Field(default=100, ge=1, le=10_000)
 
-    # Firing: due reminders are claimed in batches with a lease of ``lease_ttl_s`` (platform seconds).
+    # Firing: due reminders are claimed in batches with a lease of ``lease_ttl_s`` real seconds (a sped-up
+    # clock does not shorten it: a dead replica's claims are taken over that long after it took them).
     replica_id: str = Field(default_factory=_replica_id, min_length=1, max_length=200)
     fire_batch_size: int = Field(default=250, ge=1, le=5_000)
     lease_ttl_s: float = Field(default=30.0, gt=0)
