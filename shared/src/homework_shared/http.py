@@ -2,7 +2,9 @@
 
 Errors always answer ``{"error": code, "message": ...}`` (validation errors: ``{"error":
 "validation_failed", "detail": [{"field": "body.schedule.timezone", "message": ...}]}``); a
-MongoDB that cannot be reached answers 503 ``database_unavailable`` with ``Retry-After``.
+MongoDB that cannot be reached answers 503 ``database_unavailable`` with ``Retry-After``, and a
+write that kept conflicting after its transaction's retries (e.g. with the orphaned transaction of
+a crashed replica, which the server holds until its lifetime limit) 503 ``database_busy``.
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pymongo.errors import ConnectionFailure, ExecutionTimeout
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, OperationFailure
 from starlette.exceptions import HTTPException
 from starlette.types import Lifespan
 
 from homework_shared.auth.jwt import TokenVerifier
 from homework_shared.errors import DomainError
+from homework_shared.mongo import TRANSIENT_TRANSACTION_ERROR
 from homework_shared.observability import HttpMetrics, RequestContextMiddleware, ServiceMetrics, new_metrics_registry
 from homework_shared.settings import ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 DATABASE_RETRY_AFTER_S = 2
+DATABASE_BUSY_RETRY_AFTER_S = 1
 log = logging.getLogger("homework.http")
 
 
@@ -122,6 +126,7 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(ConnectionFailure, _database_unavailable)
     app.add_exception_handler(ExecutionTimeout, _database_unavailable)
+    app.add_exception_handler(OperationFailure, _database_busy)
 
 
 def field_path(location: Sequence[Any]) -> str:
@@ -151,6 +156,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     except ValueError:
         code = "http_error"
     return JSONResponse({"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
+    """A transient transaction error left after the retries: the client may retry; anything else is a 500."""
+    assert isinstance(exc, OperationFailure)
+    if not exc.has_error_label(TRANSIENT_TRANSACTION_ERROR):
+        raise exc
+    log.warning("database busy: error %s", exc.code, extra={"error": str(exc)[:500]})
+    return JSONResponse(
+        {"error": "database_busy", "message": "the write conflicted with another still in progress; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_BUSY_RETRY_AFTER_S)},
+    )
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:

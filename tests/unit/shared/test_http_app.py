@@ -9,7 +9,13 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
-from pymongo.errors import AutoReconnect, ExecutionTimeout, NetworkTimeout, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    ExecutionTimeout,
+    NetworkTimeout,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
 
 from homework_shared.errors import Conflict, NotFound, Unprocessable
 from homework_shared.http import add_readiness_check, create_app
@@ -55,6 +61,12 @@ DATABASE_ERRORS = {
 @router.get("/db/{kind}")
 async def database_call(kind: str) -> None:
     raise DATABASE_ERRORS[kind]
+
+
+@router.get("/db-write/{labels}")
+async def conflicting_write(labels: str) -> None:
+    error_labels = [] if labels == "none" else [labels]
+    raise OperationFailure("WriteConflict error", 112, {"code": 112, "errorLabels": error_labels})
 
 
 @router.get("/boom")
@@ -118,6 +130,20 @@ async def test_an_unreachable_database_is_503_with_retry_after(client: httpx.Asy
     assert response.status_code == 503
     assert response.json()["error"] == "database_unavailable"
     assert int(response.headers["Retry-After"]) > 0
+
+
+async def test_a_write_conflict_left_after_the_retries_is_503_database_busy(client: httpx.AsyncClient) -> None:
+    # E.g. the orphaned transaction of a SIGKILLed replica holding the documents until its lifetime ends.
+    response = await client.get("/db-write/TransientTransactionError")
+    assert response.status_code == 503
+    assert response.json()["error"] == "database_busy"
+    assert int(response.headers["Retry-After"]) > 0
+
+
+async def test_another_database_error_is_still_a_500(client: httpx.AsyncClient) -> None:
+    response = await client.get("/db-write/none")
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal_error"
 
 
 async def test_an_unexpected_error_is_a_json_500_with_a_request_id(client: httpx.AsyncClient) -> None:
