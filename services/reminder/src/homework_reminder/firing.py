@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import OperationFailure
+from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.results import UpdateResult
 
 from homework_reminder.config import ReminderSettings
@@ -117,12 +117,9 @@ class Firing:
         # Expired leases are rare (a replica died): look for them at most once a second.
         if room > 0 and time.monotonic() - self._takeover_checked >= TAKEOVER_CHECK_S:
             self._takeover_checked = time.monotonic()
-            expired = await (
-                reminders.find({"state": ReminderState.CLAIMED, "lease_until": {"$lt": now}}, {"_id": 1})
-                .sort([("state", ASCENDING), ("lease_until", ASCENDING)])
-                .limit(room)
-                .to_list()
-            )
+            # Claimed reminders are few (those in flight), so the due index finds them; the lease is checked here.
+            claimed = reminders.find({"state": ReminderState.CLAIMED, "due_at": {"$lte": now}}, {"lease_until": 1})
+            expired = [d async for d in claimed if d["lease_until"] < now][:room]
         claim = Claim(token=uuid.uuid4().hex, ids=[])
         lease = {
             "$set": {
@@ -132,8 +129,9 @@ class Firing:
                 "claim_token": claim.token,
             }
         }
+        claimed_due = 0
         if due:
-            await _racing(
+            claimed_due = await _racing(
                 reminders.update_many({"_id": {"$in": [d["_id"] for d in due]}, "state": ReminderState.PENDING}, lease)
             )
         if expired:
@@ -147,7 +145,9 @@ class Firing:
                     lease,
                 )
             )
-        if due or expired:
+        if claimed_due == len(due) and not expired:
+            claim.ids = [d["_id"] for d in due]  # took them all: no need to ask which
+        elif due or expired:
             claim.ids = [d["_id"] async for d in reminders.find({"claim_token": claim.token}, {"_id": 1})]
         return claim
 
@@ -158,10 +158,8 @@ class Firing:
 
         async def fire_in(session: AsyncClientSession) -> Fired:
             now = self.clock.now()
-            held = await self.store.reminders.find(
-                {"claim_token": claim.token, "state": ReminderState.CLAIMED, "lease_owner": self.owner},
-                session=session,
-            ).to_list()
+            mine = {"claim_token": claim.token, "state": ReminderState.CLAIMED, "lease_owner": self.owner}
+            held = await self.store.reminders.find(mine, session=session).to_list()
             fired = Fired(
                 sent=[d for d in held if d["closes_at"] > now],
                 closed=[d for d in held if d["closes_at"] <= now],
@@ -170,7 +168,7 @@ class Firing:
             events: list[tuple[HomeworkEvent, str | None]] = []
             if fired.sent:
                 await self.store.reminders.update_many(
-                    {"_id": {"$in": [d["_id"] for d in fired.sent]}, "claim_token": claim.token},
+                    mine | {"closes_at": {"$gt": now}},
                     {
                         "$set": {
                             "state": ReminderState.FIRED,
@@ -190,11 +188,18 @@ class Firing:
             if fired.closed:
                 cancelled = await self.scheduler.cancel_reminders(fired.closed, "window_closed", now, session)
                 events += [(e, None) for e in cancelled]
-            # Deterministic ids are looked up first, so a double fire stays one event downstream.
-            await self.outbox.stage_many(session, events, time=now)
+            records = [self.outbox.prepare(event, event_id=event_id, time=now) for event, event_id in events]
+            # The claim makes a second record of one firing impossible, so the look-up for an earlier copy is
+            # skipped; should one exist after all, the insert fails and the batch is fired again with it.
+            await self.outbox.stage_prepared(session, records, check_existing=careful)
             return fired
 
-        fired = await run_in_transaction(self.mongo, fire_in)
+        careful = False
+        try:
+            fired = await run_in_transaction(self.mongo, fire_in)
+        except DuplicateKeyError:
+            careful = True
+            fired = await run_in_transaction(self.mongo, fire_in)
         self.outbox.notify()
         return fired
 

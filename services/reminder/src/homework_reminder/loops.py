@@ -57,8 +57,10 @@ class Workers:
         self.metrics = metrics
         self.poll = settings.poll_interval_s
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     def start(self) -> None:
+        self._stopping = False
         loops: dict[str, Callable[[], Awaitable[float]]] = {
             "fire": self.fire_due,
             "missed": self.detect_missed,
@@ -75,6 +77,7 @@ class Workers:
 
         Bounded: a loop stuck in a slow database call is left behind after ``STOP_WAIT_S``.
         """
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -91,7 +94,7 @@ class Workers:
     async def _forever(self, name: str, step: Callable[[], Awaitable[float]]) -> None:
         """Run ``step`` until cancelled; it returns the real seconds to pause before the next run."""
         failures = 0
-        while True:
+        while not self._stopping:
             try:
                 pause = await step()
                 failures = 0
@@ -112,8 +115,11 @@ class Workers:
         """
         started = time.monotonic()
         deadline = self.clock.now() + timedelta(seconds=platform_seconds)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as
+        # the sleep ends, and the loop would outlive the replica's shutdown.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.clock.sleep(platform_seconds), timeout=self.poll)
+            async with asyncio.timeout(self.poll):
+                await self.clock.sleep(platform_seconds)
         if self.clock.now() < deadline:
             await asyncio.sleep(max(0.0, self.poll - (time.monotonic() - started)))
 

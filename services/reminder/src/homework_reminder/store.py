@@ -67,13 +67,12 @@ class Store:
         await self.occurrences.create_index([("state", ASCENDING), ("closes_at", ASCENDING)], name="to_close")
         await self.occurrences.create_index([("assignment_id", ASCENDING), ("closes_at", ASCENDING)], name="by_plan")
         await self.reminders.create_index([("state", ASCENDING), ("due_at", ASCENDING)], name="due")
-        await self.reminders.create_index([("state", ASCENDING), ("lease_until", ASCENDING)], name="leases")
         await self.reminders.create_index("claim_token", name="claim_token", sparse=True)
         await self.reminders.create_index("occurrence_id", name="by_occurrence")
         await self.reminders.create_index(
             [("client_id", ASCENDING), ("state", ASCENDING), ("due_at", ASCENDING)], name="upcoming"
         )
-        await self.reminders.create_index("finished_at", name="finished_ttl", expireAfterSeconds=ttl)
+        await self.reminders.create_index("finished_at", name="finished_ttl", expireAfterSeconds=ttl, sparse=True)
         await self.preferences.create_index(
             [("practice_id", ASCENDING), ("client_id", ASCENDING)], name="by_client", unique=True
         )
