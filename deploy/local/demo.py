@@ -294,9 +294,10 @@ async def play(
     watcher = asyncio.create_task(watch_events(system, plan, result, Console(console, started)))
     await asyncio.sleep(1.0)  # let the watcher join the stream before the first reminder
     async with httpx.AsyncClient(timeout=30) as http:
+        assigned_from = system.clock.now()  # list from here: on a slow machine an occurrence may open meanwhile
         say(
             f"therapist {plan.therapist_id} assigns homework to client {plan.client_id} ({plan.timezone}); "
-            f"platform time {local(system.clock.now(), plan.timezone)}"
+            f"platform time {local(assigned_from, plan.timezone)}"
         )
         for name, body in plan.assignments().items():
             r = await http.post(f"{system.assignment_url}/v1/assignments", json=body, headers=therapist)
@@ -308,7 +309,7 @@ async def play(
         for name, aid in result.assignment_ids.items():
             r = await http.get(
                 f"{system.assignment_url}/v1/assignments/{aid}/occurrences",
-                params={"from": system.clock.now().isoformat(), "to": far},
+                params={"from": assigned_from.isoformat(), "to": far},
                 headers=client,
             )
             r.raise_for_status()

@@ -1,7 +1,7 @@
 """The demo scenario as an end-to-end test: timing that survives a loaded machine, topic reading, exact checks.
 
-Timing: the platform clock runs ``SPEED`` times real time (a day in 10 s). The windows are 10 hours
-(about 4 real seconds) and the simulated client acts an hour after an occurrence opens, so a
+Timing: the platform clock runs ``SPEED`` times real time (a day in 10 s). The windows are 14 hours
+(about 6 real seconds) and the simulated client acts an hour after an occurrence opens, so a
 completion lands with seconds of real time to spare; the reminder service's missed grace is 3
 platform hours. Every check reads the deployment's own topics from the beginning, so it sees every
 event whatever happened during the run.
@@ -40,7 +40,7 @@ from tests.infra import ROOT
 
 SPEED = 8640.0
 """Platform seconds per real second: a day in 10 s."""
-WINDOW_MINUTES = 600
+WINDOW_MINUTES = 840
 ACT_AFTER_MINUTES = 60
 MISSED_GRACE_S = 3 * 3600
 SCENARIO_ENV = {"MISSED_GRACE_S": str(MISSED_GRACE_S), "END_SWEEP_INTERVAL_S": "1"}

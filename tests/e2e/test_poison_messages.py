@@ -41,6 +41,7 @@ from tests.conftest import unique
 from tests.e2e.scenario import (
     SCENARIO_ENV,
     SPEED,
+    WINDOW_MINUTES,
     DemoResult,
     Event,
     Plan,
@@ -122,7 +123,7 @@ def unappliable(
             "occurrence_id": occurrence_id,
             "local_start": opens.replace(tzinfo=None),
             "opens_at": opens,
-            "closes_at": opens + timedelta(hours=10),
+            "closes_at": opens + timedelta(minutes=WINDOW_MINUTES),
         }
         return [
             # Another client's completion of this client's assignment: both consumers refuse it.
