@@ -49,13 +49,18 @@ ERRORS = {
 
 def answers(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The documented error answers of a route (every route also has 401, 404, 422 and 503)."""
-    return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in sorted({401, 404, 422, 503, *codes})}
+    return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in error_codes(*codes)}
+
+
+def error_codes(*codes: int) -> list[int]:
+    """``codes`` and those every route has: 401, 404, 422 and 503."""
+    return sorted({401, 404, 422, 503, *codes})
 
 
 def json_answers(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``answers`` for a route whose success is not JSON: its errors still are (FastAPI would say text/html)."""
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-    return {code: {"description": ERRORS[code], "content": error} for code in answers(*codes)}
+    return {code: {"description": ERRORS[code], "content": error} for code in error_codes(*codes)}
 
 
 class ThresholdRuleIn(BaseModel):
