@@ -260,6 +260,12 @@ async def state_is(collection: Any, doc_id: str, state: str) -> bool:
     return doc is not None and doc["state"] == state
 
 
+async def assert_pending_gauge_exact(store: Store) -> None:
+    """The sharded pending counter (what ``reminders_pending`` shows) equals a count of the waiting reminders."""
+    actual = await store.reminders.count_documents({"state": {"$in": ["pending", "claimed"]}})
+    assert await store.count_waiting() == actual
+
+
 def counts(collection: Any, query: dict[str, Any], expected: int) -> Callable[[], Awaitable[bool]]:
     """A ``wait_for`` check: ``collection`` has exactly ``expected`` documents matching ``query``."""
 

@@ -18,6 +18,7 @@ from tests.integration.reminder.conftest import (
     OPENS,
     T0,
     Deployment,
+    assert_pending_gauge_exact,
     at,
     bearer,
     counts,
@@ -85,6 +86,7 @@ async def test_quiet_hours_move_waiting_reminders_at_once_or_drop_them_when_the_
             headers=client,
         )
         assert (await http.get("/v1/me/reminders", headers=client)).json()["reminders"] == []
+        await assert_pending_gauge_exact(store)
         doc = await store.reminders.find_one({"_id": f"{aid}@2026-05-01T20:00#opens+0"})
         assert doc is not None
         assert doc["cancel_reason"] == "quiet_hours"
@@ -92,6 +94,7 @@ async def test_quiet_hours_move_waiting_reminders_at_once_or_drop_them_when_the_
         restored = (await http.get("/v1/me/reminders", headers=client)).json()["reminders"]
         assert len(restored) == 10
         assert restored[0]["due_local"] == "2026-05-01T20:00"
+        await assert_pending_gauge_exact(store)
         got = await http.get(f"/v1/clients/{d.client_id}/preferences", headers=bearer("therapist", "t1", d.practice))
         assert got.json()["quiet_hours"] is None
 
@@ -149,6 +152,7 @@ async def test_a_snooze_fires_the_reminder_again_later_and_never_after_the_windo
     sent = [e for e in of_type(events, ReminderSent) if e.data.reminder_id == rid]
     assert [e.id for e in sent][:2] == [f"sent:{rid}@2026-05-01T18:00:00Z", f"sent:{rid}@2026-05-01T18:15:00Z"]
     assert len(of_type(events, ReminderSnoozed)) == 2
+    await assert_pending_gauge_exact(store)
 
 
 async def test_a_practice_sets_reads_and_removes_its_webhook(running: tuple[Deployment, FastAPI, Store, str]) -> None:

@@ -17,7 +17,7 @@ from homework_shared.events import (
     ReminderSent,
 )
 from tests.conftest import wait_for
-from tests.integration.reminder.conftest import HOUR_BEFORE_CLOSE, OPENS, T0, Deployment, at
+from tests.integration.reminder.conftest import HOUR_BEFORE_CLOSE, OPENS, T0, Deployment, assert_pending_gauge_exact, at
 
 
 def of_type(events: list[Envelope[Any]], cls: type) -> list[Envelope[Any]]:
@@ -89,6 +89,7 @@ async def test_assigned_reminders_are_scheduled_fired_once_each_and_a_completion
     assert missed.id == f"missed:{first}"
     assert missed.data.local_start == datetime(2026, 5, 1, 20, 0)
     assert await _state_occ(store, second, "completed")
+    await assert_pending_gauge_exact(store)
 
 
 async def _eq(value: Any, expected: Any) -> bool:

@@ -12,7 +12,14 @@ from homework_reminder.store import Store
 from homework_shared.clock import ManualClock
 from homework_shared.events import ReminderSent, ReminderWish, decode
 from tests.conftest import unique, wait_for
-from tests.integration.reminder.conftest import OPENS, T0, Deployment, at, daily_at_20_berlin
+from tests.integration.reminder.conftest import (
+    OPENS,
+    T0,
+    Deployment,
+    assert_pending_gauge_exact,
+    at,
+    daily_at_20_berlin,
+)
 
 FIRST_EVENING = T0 + at(10)  # 2026-05-01 18:00 UTC, 20:00 in Berlin
 
@@ -66,6 +73,7 @@ async def test_two_replicas_fire_each_reminder_exactly_once(deployment: Deployme
     sent = [e for e in (decode(r.headers, r.value) for r in records) if isinstance(e.data, ReminderSent)]
     assert len(sent) == 200
     assert len({e.data.reminder_id for e in sent}) == 200
+    await assert_pending_gauge_exact(store)
 
 
 async def test_a_dead_replicas_reminders_are_fired_by_another_after_its_lease_expires(deployment: Deployment) -> None:
@@ -91,6 +99,7 @@ async def test_a_dead_replicas_reminders_are_fired_by_another_after_its_lease_ex
     taken = await store.reminders.find({"_id": {"$in": claim.ids}}).to_list()
     assert {doc["fired_by"] for doc in taken} == {"live"}
     assert all(doc["fires"] == 1 for doc in taken)
+    await assert_pending_gauge_exact(store)
 
 
 async def test_a_replica_shutting_down_gives_back_its_leases_at_once(deployment: Deployment) -> None:

@@ -23,6 +23,7 @@ from tests.integration.reminder.conftest import (
     HOUR_BEFORE_CLOSE,
     T0,
     Deployment,
+    assert_pending_gauge_exact,
     at,
     counts,
     of_type,
@@ -73,6 +74,7 @@ async def test_a_pause_voids_what_is_open_and_a_resume_schedules_again_what_open
         f"{aid}@2026-05-01T20:00#opens+0",
         f"{aid}@2026-05-03T20:00#opens+0",
     ]
+    await assert_pending_gauge_exact(store)
 
 
 async def test_a_cancelled_assignment_fires_nothing_more_and_misses_nothing(deployment: Deployment) -> None:
@@ -131,6 +133,7 @@ async def test_a_revision_reschedules_occurrences_opening_after_it_by_the_new_sc
     assert doc["due_at"] == datetime.fromisoformat("2026-05-02T08:00:00+00:00")  # 10:00 Berlin
     events = await d.reminder_events(until=lambda evs: len(of_type(evs, ReminderCancelled)) >= 5)
     assert {e.data.reason for e in of_type(events, ReminderCancelled)} == {"assignment_revised"}
+    await assert_pending_gauge_exact(store)
 
     # A revision with an old version number changes nothing.
     await d.publish(revised.model_copy(update={"version": 1, "schedule": asg.schedule}))

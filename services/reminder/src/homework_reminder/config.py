@@ -46,7 +46,7 @@ class ReminderSettings(ServiceSettings):
     # so a completion made just before the close has time to arrive.
     missed_grace_s: float = Field(default=60.0, ge=0)
     missed_batch_size: int = Field(default=200, ge=1, le=5_000)
-    pending_gauge_every_s: float = Field(default=30.0, gt=0)
+    pending_gauge_every_s: float = Field(default=10.0, gt=0)
 
     # Webhook delivery (real time: it is about the receiver's recovery, not the platform's clock).
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)

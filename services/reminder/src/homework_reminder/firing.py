@@ -167,7 +167,7 @@ class Firing:
             )
             events: list[tuple[HomeworkEvent, str | None]] = []
             if fired.sent:
-                await self.store.reminders.update_many(
+                result = await self.store.reminders.update_many(
                     mine | {"closes_at": {"$gt": now}},
                     {
                         "$set": {
@@ -183,6 +183,7 @@ class Firing:
                     },
                     session=session,
                 )
+                await self.store.count_pending(-result.modified_count, session)
                 events += [(sent_event(d, now), sent_event_id(d["_id"], d["due_at"])) for d in fired.sent]
                 await self._queue_webhook_deliveries(fired.sent, now, session)
             if fired.closed:

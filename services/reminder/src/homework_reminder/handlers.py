@@ -198,6 +198,8 @@ class Scheduler:
             {"$set": change, "$unset": {"claim_token": "", "finished_at": ""}},
             session=session,
         )
+        if doc["state"] == ReminderState.FIRED:
+            await self.store.count_pending(1, session)
         snoozed = doc | change
         event = ReminderSnoozed(**_ref(snoozed), snoozed_until=until, snoozed_at=now)
         await self.outbox.stage(session, event, time=now)
@@ -293,10 +295,12 @@ class Scheduler:
         events: list[HomeworkEvent] = []
         to_cancel: list[tuple[Doc, CancelReason]] = []
         planned_ids: set[str] = set()
+        adds = 0
         for planned in (p for plans in wanted.values() for p in plans):
             planned_ids.add(planned.reminder_id)
             doc = by_id.get(planned.reminder_id)
-            op, event = self._reminder_change(plan, planned, doc, now)
+            op, event, waiting = self._reminder_change(plan, planned, doc, now)
+            adds += waiting
             if op is not None:
                 ops.append(op)
             if event is not None:
@@ -310,17 +314,20 @@ class Scheduler:
             to_cancel.append((doc, reason))
         if ops:
             await self.store.reminders.bulk_write(ops, ordered=False, session=session)
+            await self.store.count_pending(adds, session)
         for reason in {r for _, r in to_cancel}:
             events += await self.cancel_reminders([d for d, r in to_cancel if r == reason], reason, now, session)
         return events
 
     def _reminder_change(
         self, plan: Plan, planned: PlannedReminder, doc: Doc | None, now: datetime
-    ) -> tuple[Any, HomeworkEvent | None]:
-        """The write and the event that bring one stored reminder (or its absence) to ``planned``."""
+    ) -> tuple[Any, HomeworkEvent | None, int]:
+        """The write and the event that bring one stored reminder (or its absence) to ``planned``, and 1 when
+        that adds a waiting reminder (a new one, or a cancelled one revived: read in this transaction's
+        snapshot, so the revival's filter matches)."""
         revivable = doc is None or (doc["state"] == ReminderState.CANCELLED and doc.get("cancel_reason") in REVIVABLE)
         if revivable and planned.planned_at < plan.not_before:
-            return None, None
+            return None, None, 0
         if planned.due_at is None:
             if doc is None:
                 fields = reminder_doc(plan, planned, now) | {
@@ -328,23 +335,24 @@ class Scheduler:
                     "cancel_reason": "quiet_hours",
                     "finished_at": finished_now(),
                 }
-                return InsertOne(fields), cancelled_event(fields, "quiet_hours", now)
-            return None, None
+                return InsertOne(fields), cancelled_event(fields, "quiet_hours", now), 0
+            return None, None, 0
         fields = reminder_doc(plan, planned, now)
         if doc is None:
-            return InsertOne(fields), scheduled_event(fields)
+            return InsertOne(fields), scheduled_event(fields), 1
         if revivable:
             fields.pop("_id")
             fields.pop("created_at")
-            return UpdateOne(
+            revive = UpdateOne(
                 {"_id": planned.reminder_id, "state": ReminderState.CANCELLED},
                 {"$set": fields, "$unset": {"cancel_reason": "", "finished_at": "", "claim_token": ""}},
-            ), scheduled_event(fields | {"_id": planned.reminder_id})
+            )
+            return revive, scheduled_event(fields | {"_id": planned.reminder_id}), 1
         if doc["state"] not in WAITING:
-            return None, None
+            return None, None, 0
         moved = doc["scheduled_due"] != planned.due_at or doc["channels"] != [c.value for c in planned.channels]
         if not moved and doc["title"] == plan.title:
-            return None, None
+            return None, None, 0
         change: dict[str, Any] = {"title": plan.title, "kind": plan.kind.value}
         if moved:
             change |= {k: fields[k] for k in ("due_at", "scheduled_due", "planned_at", "channels", "timezone")}
@@ -353,7 +361,7 @@ class Scheduler:
             {"_id": planned.reminder_id, "state": {"$in": list(WAITING)}},
             {"$set": change, "$unset": {"claim_token": ""}} if moved else {"$set": change},
         )
-        return op, scheduled_event(doc | change) if moved else None
+        return op, scheduled_event(doc | change) if moved else None, 0
 
     async def stage(self, session: AsyncClientSession, events: list[HomeworkEvent], now: datetime) -> None:
         """Stage events with fresh ids (no look-up for earlier copies: there can be none)."""
@@ -366,7 +374,7 @@ class Scheduler:
         """Cancel waiting reminders (any lease is void); returns their ``ReminderCancelled`` events."""
         if not docs:
             return []
-        await self.store.reminders.update_many(
+        result = await self.store.reminders.update_many(
             {"_id": {"$in": [d["_id"] for d in docs]}, "state": {"$in": list(WAITING)}},
             {
                 "$set": {
@@ -380,7 +388,8 @@ class Scheduler:
             },
             session=session,
         )
-        self.metrics.cancelled.labels(reason).inc(len(docs))
+        await self.store.count_pending(-result.modified_count, session)
+        self.metrics.cancelled.labels(reason).inc(result.modified_count)
         return [cancelled_event(d, reason, now) for d in docs]
 
 
