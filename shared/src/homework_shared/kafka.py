@@ -8,11 +8,20 @@ JSON parser, decides what a bad message is.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -44,6 +53,56 @@ def kafka_security(settings: KafkaConnectionSettings) -> BaseSecurity | None:
 
 class TopicsRefused(RuntimeError):
     """Kafka answered a topic creation with an error (e.g. more replicas than brokers)."""
+
+
+FATAL_PRODUCER_ERRORS: tuple[type[BaseException], ...] = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+)
+"""Errors after which an idempotent aiokafka producer never sends again: its sender task has ended
+(seen: ``OutOfOrderSequenceNumber`` once a broker restarted on its old data while batches were in
+flight). The only way on is a new producer, with a new producer id and sequence numbers from zero."""
+
+_renewals: weakref.WeakKeyDictionary[KafkaBroker, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def producer_failed(broker: KafkaBroker, exc: BaseException | None) -> bool:
+    """Whether the broker's producer can no longer send: ``exc`` (or an exception it was raised from)
+    is one of ``FATAL_PRODUCER_ERRORS``, or the producer's sender task has ended with an error."""
+    producer = getattr(getattr(broker.config.broker_config.producer, "_producer", None), "producer", None)
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+        return True
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, FATAL_PRODUCER_ERRORS):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+async def renew_producer(broker: KafkaBroker) -> None:
+    """Replace the broker's producer by a fresh one built from the same connection options.
+
+    FastStream keeps one aiokafka producer per broker and has no public way to replace it, so this
+    reaches for its producer wrapper (``config.broker_config.producer``) and the broker's connection
+    options; FastStream is pinned in ``uv.lock`` and ``tests/integration/foundation`` exercises this
+    against the real broker. Records still unsent by the old producer fail and are retried by their
+    caller (the outbox relay, the dead-letter parking): no record is lost, a duplicate is harmless.
+    """
+    lock = _renewals.setdefault(broker, asyncio.Lock())
+    async with lock:
+        wrapper = broker.config.broker_config.producer
+        serializer, codec = getattr(wrapper, "serializer", None), getattr(wrapper, "codec", None)
+        try:
+            await asyncio.wait_for(wrapper.disconnect(), timeout=10)
+        except Exception:  # the old producer is dead already; closing it may fail too
+            log.debug("closing the failed producer raised", exc_info=True)
+        fresh = AIOKafkaProducer(**broker._connection_kwargs)
+        await wrapper.connect(fresh, serializer, codec)  # type: ignore[call-arg]
+        log.warning("the Kafka producer failed for good and was replaced by a new one")
 
 
 def bootstrap_addresses(bootstrap_servers: str) -> list[str]:

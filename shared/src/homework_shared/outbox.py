@@ -34,6 +34,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from homework_shared.events.base import HomeworkEvent
 from homework_shared.events.envelope import encode, envelope, without_free_text
 from homework_shared.events.topics import Topics
+from homework_shared.kafka import producer_failed, renew_producer
 
 log = logging.getLogger(__name__)
 
@@ -297,10 +298,13 @@ class OutboxRelay:
                 backoff = itertools.chain([0.1, 0.2, 0.5, 1.0, 2.0], itertools.repeat(5.0))
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 self.metrics.failures.inc()
                 delay = next(backoff)
                 log.warning("outbox relay failed; retrying in %.1fs", delay, exc_info=True)
+                if producer_failed(self.broker, exc):
+                    with contextlib.suppress(Exception):  # logged; tried again after the next failure
+                        await renew_producer(self.broker)
                 await asyncio.sleep(delay)
 
     async def publish_batch(self) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import OutOfOrderSequenceNumber
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -16,7 +17,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from homework_shared.consumer import ConsumerMetrics, EventConsumer
 from homework_shared.events import EVENT_CLASSES, Envelope, HomeworkEvent, Topics, encode, envelope
 from homework_shared.events.examples import EXAMPLES
-from homework_shared.kafka import ensure_topics, make_broker, service_topics
+from homework_shared.kafka import ensure_topics, make_broker, producer_failed, service_topics
 from homework_shared.outbox import Outbox, OutboxMetrics, OutboxRelay
 from tests.conftest import unique, wait_for
 from tests.infra import Infra
@@ -171,6 +172,27 @@ async def test_bad_records_are_parked_with_their_reason_and_the_consumer_carries
         assert r.key in (b"client-x", good.client_id.encode())
     invalid = next(r for r in parked if dict(r.headers)["dlq_reason"] == b"invalid_json")
     assert invalid.value == b"{definitely not json"
+
+
+async def test_a_producer_failed_for_good_is_replaced_and_the_relay_delivers_everything(pipeline: Pipeline) -> None:
+    """After a broker restart an idempotent producer can fail for good (``OutOfOrderSequenceNumber``
+    ends its sender; every later send raises it again). The relay replaces it and carries on."""
+    broker = pipeline.relay.broker
+    [first] = await pipeline.stage(EXAMPLES[EVENT_CLASSES[0]])
+    await wait_for(lambda: _true(any(e.id == first for e in pipeline.applied)), message="first event applied")
+    dead = broker.config.broker_config.producer._producer.producer  # type: ignore[attr-defined]
+    dead._message_accumulator.fail_all(OutOfOrderSequenceNumber())  # what the sender's death leaves behind
+    with pytest.raises(OutOfOrderSequenceNumber):
+        await broker.publish(b"x", pipeline.topics.assignment, key=b"k")
+    assert producer_failed(broker, OutOfOrderSequenceNumber())
+
+    ids = await pipeline.stage(*(EXAMPLES[cls] for cls in EVENT_CLASSES[1:4]))
+    await wait_for(
+        lambda: _true({e.id for e in pipeline.applied} >= set(ids)), timeout=30, message="delivered after renewal"
+    )
+    assert broker.config.broker_config.producer._producer.producer is not dead  # type: ignore[attr-defined]
+    assert await pipeline.outbox.collection.count_documents({"state": "pending"}) == 0
+    assert pipeline.relay.metrics.failures._value.get() >= 1
 
 
 async def _true(value: bool) -> bool:
