@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -330,16 +331,13 @@ def _dir_uuid(node: int, cluster_id: str) -> str:
 
 
 def secantus_command() -> list[str]:
-    exe = Path(sys.executable).with_name("secantusd-py")
-    if not exe.exists():
-        found = shutil.which("secantusd-py")
-        if not found:
-            raise DevstackError(
-                "secantusd-py not found: install the workspace first (`make install`), "
-                "or point MONGODB_URI at an existing MongoDB replica set."
-            )
-        exe = Path(found)
-    return [str(exe)]
+    """SecantusDB's daemon, started through ``secantus_server.py`` (adds mongod's transaction reaper)."""
+    if importlib.util.find_spec("secantus") is None:
+        raise DevstackError(
+            "SecantusDB (the secantusdb package) is not installed: install the workspace first "
+            "(`make install`), or point MONGODB_URI at an existing MongoDB replica set."
+        )
+    return [sys.executable, str(Path(__file__).resolve().with_name("secantus_server.py"))]
 
 
 def start_mongo(root: Path, port: int | None = None) -> tuple[str, int, int]:

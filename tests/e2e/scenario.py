@@ -58,13 +58,15 @@ def origin_at(local: datetime, tz: str) -> datetime:
 
 
 def first_day(clock: Clock, tz: str) -> date:
-    """The plan's first day: today if it is still early (before 07:00 local), else tomorrow.
+    """The plan's first day: today if it is still early (before 02:00 local), else tomorrow.
 
     The clock runs while the services start (a few real seconds, many platform hours), so the plan
-    is made from the platform time the services are ready at, not from the origin.
+    is made from the platform time the services are ready at, not from the origin. The earliest
+    occurrence opens at 09:00 on the first day and must still lie ahead once the assignments are
+    posted: 7 platform hours is ~3 real seconds of margin (at 07:00, a slow machine lost the reading).
     """
     now = clock.now().astimezone(ZoneInfo(tz))
-    return now.date() if now.hour < 7 else now.date() + timedelta(days=1)
+    return now.date() if now.hour < 2 else now.date() + timedelta(days=1)
 
 
 def plan_for(clock: Clock, tz: str = "Europe/Berlin", days: int = 7, *, through: date | None = None) -> Plan:

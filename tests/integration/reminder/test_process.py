@@ -94,9 +94,12 @@ async def test_a_killed_replicas_leases_are_taken_over_and_each_reminder_fires_o
     assert fired_by_victim < n
 
     survivor = await d.start(clock=SystemClock(), replica_id="survivor", lease_ttl_s=3)
-    await wait_for(counts(store.reminders, {"state": "fired"}, n), timeout=90, message="every reminder fired")
+    # Killed inside a firing transaction, the victim leaves it open: the reminders it wrote stay locked
+    # until the server reaps it (transactionLifetimeLimitSeconds, 60 s by default), so allow for that.
+    await wait_for(counts(store.reminders, {"state": "fired"}, n), timeout=180, message="every reminder fired")
     taken = survivor.state.reminder_metrics.leases_taken_over._value.get()
-    assert taken == stranded
+    # At least the victim's; also its own, when a claim that timed out on the locked reminders took them late.
+    assert taken >= stranded
     assert await store.reminders.count_documents({"fires": {"$ne": 1}}) == 0
     assert await store.reminders.count_documents({"fired_by": "victim"}) == fired_by_victim
     sent = await store.db["outbox"].count_documents({"type": "homework.reminder.sent.v1"})

@@ -24,9 +24,9 @@ class ReminderSettings(ServiceSettings):
 
     # The Kafka consumer group reading the assignment stream (also names the dead-letter topic).
     consumer_group: str = Field(default="reminder", min_length=1, max_length=200)
-    # Records per poll (one offset commit per batch; each record still in its own transaction), and how
-    # many partitions of a batch are applied at once (one client's events stay in order: one partition).
+    # Records per poll (one offset commit per batch; each record still in its own transaction).
     consumer_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # Partitions of a batch applied at once (one client's events stay in order: one partition).
     consumer_concurrency: int = Field(default=4, ge=1, le=64)
 
     # Occurrences and reminders are stored this far ahead of now, extended every ``extend_every_s``.
