@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 import uuid
@@ -70,3 +71,25 @@ async def wait_for(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}; last value: {last!r}")
+
+
+async def report_if_slow(seconds: float) -> None:
+    """Print every task's stack if a shutdown takes longer than ``seconds`` (a hang shows where it hangs)."""
+    await asyncio.sleep(seconds)
+    print(f"shutdown slower than {seconds}s; tasks:")
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=8)
+
+
+@contextlib.asynccontextmanager
+async def bounded_shutdown(what: str, seconds: float = 90.0) -> AsyncIterator[None]:
+    """Fail, rather than hang the whole session, when a shutdown takes longer than ``seconds``;
+    every task's stack is printed after a third of that, so the failure shows where it waits."""
+    watchdog = asyncio.create_task(report_if_slow(seconds / 3))
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise AssertionError(f"{what} did not shut down within {seconds}s (task stacks printed)") from None
+    finally:
+        watchdog.cancel()

@@ -176,6 +176,8 @@ def configure_logging(settings: ServiceSettings) -> None:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+        uvicorn_logger.setLevel(logging.NOTSET)  # the root's level (LOG_LEVEL) decides, whoever configured it before
+        uvicorn_logger.disabled = False
     # The request middleware logs each request as JSON; uvicorn's access lines would say it twice.
     logging.getLogger("uvicorn.access").disabled = True
 

@@ -35,6 +35,7 @@ from homework_shared.events.base import HomeworkEvent
 from homework_shared.events.envelope import encode, envelope, without_free_text
 from homework_shared.events.topics import Topics
 from homework_shared.kafka import producer_failed, renew_producer
+from homework_shared.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -270,9 +271,7 @@ class OutboxRelay:
                 await asyncio.sleep(0.05)
         self._stopping = True
         self.outbox.notify()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await stop_task(self._task)
         self._task = None
         await self.lease.release()
         self.metrics.leader.set(0)

@@ -36,6 +36,7 @@ from homework_shared.mongo import make_mongo_client, mongo_ping
 from homework_shared.observability import current_traceparent
 from homework_shared.outbox import Outbox, OutboxMetrics, OutboxRelay
 from homework_shared.settings import ServiceSettings
+from homework_shared.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +172,7 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop consuming, flush the outbox, then close Kafka and MongoDB."""
-        if self._connect_task is not None and not self._connect_task.done():
-            self._connect_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connect_task
+        await stop_task(self._connect_task)
         if self.kafka_ready.is_set():
             for sub in self.broker.subscribers:
                 with contextlib.suppress(Exception):

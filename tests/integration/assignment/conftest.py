@@ -7,6 +7,7 @@ service's ManualClock set back to ``T0``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from homework_shared.auth.mint import mint_token
 from homework_shared.clock import ManualClock
 from homework_shared.events import Envelope, Topics, decode
 from homework_shared.service import Runtime
-from tests.conftest import unique, wait_for
+from tests.conftest import bounded_shutdown, unique, wait_for
 from tests.infra import Infra
 
 T0 = datetime(2026, 3, 20, 8, 0, tzinfo=UTC)
@@ -225,10 +226,16 @@ async def running(infra: Infra) -> AsyncIterator[Service]:
     clock = ManualClock(T0)
     app = create(settings, clock=clock)
     transport = httpx.ASGITransport(app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    stack = contextlib.AsyncExitStack()
+    await stack.enter_async_context(app.router.lifespan_context(app))
+    http = await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://test"))
+    try:
         service = Service(app, http, clock, settings)
         await wait_for(lambda: _ready(service), timeout=60, message="Kafka connected")
         yield service
+    finally:
+        async with bounded_shutdown("the session's assignment service"):
+            await stack.aclose()
 
 
 async def _ready(service: Service) -> bool:

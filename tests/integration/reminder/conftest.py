@@ -40,7 +40,7 @@ from homework_shared.events import (
     envelope,
 )
 from homework_shared.service import Runtime
-from tests.conftest import unique, wait_for
+from tests.conftest import report_if_slow, unique, wait_for
 from tests.infra import Infra
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
@@ -118,7 +118,7 @@ class Deployment:
     async def stop(self, app: FastAPI) -> None:
         """Stop one replica gracefully (its lifespan's shutdown: loops, leases, outbox, Kafka, MongoDB)."""
         self.apps.remove(app)
-        watchdog = asyncio.create_task(_report_if_slow(10.0))
+        watchdog = asyncio.create_task(report_if_slow(10.0))
         try:
             await self._stacks.pop(id(app)).aclose()
         finally:
@@ -232,14 +232,6 @@ async def deployment(infra: Infra) -> AsyncIterator[Deployment]:
             with contextlib.suppress(Exception):
                 await client.drop_database(d.database)
         await client.close()
-
-
-async def _report_if_slow(seconds: float) -> None:
-    """Print every task's stack if a shutdown takes longer than ``seconds`` (a hang shows where it hangs)."""
-    await asyncio.sleep(seconds)
-    print(f"shutdown slower than {seconds}s; tasks:")
-    for task in asyncio.all_tasks():
-        task.print_stack(limit=8)
 
 
 async def _true(value: bool) -> bool:

@@ -152,6 +152,8 @@ def test_configure_logging_sends_json_to_stdout(capsys: pytest.CaptureFixture[st
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
     try:
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # as an earlier configuration may leave it
+        logging.getLogger("uvicorn.error").disabled = True
         configure_logging(settings())
         logging.getLogger("uvicorn.error").info("from uvicorn")
         line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -4,7 +4,6 @@ and the sweep that ends assignments whose schedule is over. Nothing connects unt
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +23,7 @@ from homework_shared.http import create_app
 from homework_shared.observability import ServiceMetrics
 from homework_shared.service import Runtime
 from homework_shared.settings import load_settings
+from homework_shared.tasks import stop_task
 
 TITLE = "Homework assignment service"
 VERSION = "1.0.0"
@@ -41,21 +41,21 @@ class EndSweeper:
             "assignments_ended_by_schedule_total", "Assignments ended because their schedule is over"
         )
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         """Start sweeping in the background."""
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="end-sweeper")
 
     async def stop(self) -> None:
         """Stop sweeping (a sweep in progress is cancelled; its transaction rolls back)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._stopping = True
+        await stop_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 self.ended.inc(await self.handlers.end_finished_assignments())
             except asyncio.CancelledError:
