@@ -44,7 +44,7 @@ from pymongo import AsyncMongoClient
 from homework_reminder.app import create
 from homework_reminder.config import ReminderSettings
 from homework_reminder.domain import Plan, Preferences, Segment, expected_occurrences, planned_reminders
-from homework_reminder.handlers import occurrence_doc, reminder_doc
+from homework_reminder.handlers import occurrence_doc, reminder_doc, scheduled_event
 from homework_reminder.store import EPOCH, Store, plan_to_doc
 from homework_shared.clock import ManualClock, SystemClock
 from homework_shared.events import (
@@ -52,7 +52,6 @@ from homework_shared.events import (
     Channel,
     HomeworkKind,
     RecurringSchedule,
-    ReminderScheduled,
     ReminderSent,
     ReminderWish,
     Topics,
@@ -65,7 +64,7 @@ from homework_shared.outbox import Outbox
 from homework_shared.schedule import to_local
 from tests.bench.common import Figure, Stopwatch, percentile
 from tests.conftest import unique, wait_for
-from tests.infra import ROOT, Infra
+from tests.infra import ROOT, Infra, devstack
 
 CLIENTS = int(os.environ.get("BENCH_REMINDER_CLIENTS", "10000"))
 PER_CLIENT = 10
@@ -276,7 +275,7 @@ async def scheduling_baseline(bench: Bench) -> float:
     work = []
     for i in range(EVENT_CLIENTS):
         plan, occs, rems = bench.plan_docs(i)
-        events = [outbox.prepare(scheduled(doc)) for doc in rems]
+        events = [outbox.prepare(scheduled_event(doc)) for doc in rems]
         work.append((plan, occs, rems, events))
     queue: asyncio.Queue[Any] = asyncio.Queue()
     for item in work:
@@ -305,20 +304,6 @@ async def scheduling_baseline(bench: Bench) -> float:
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     await bench.mongo.drop_database(scratch.db.name)
     return EVENT_CLIENTS * PER_CLIENT / took.seconds
-
-
-def scheduled(doc: dict[str, Any]) -> ReminderScheduled:
-    return ReminderScheduled(
-        client_id=doc["client_id"],
-        practice_id=doc["practice_id"],
-        reminder_id=doc["_id"],
-        assignment_id=doc["assignment_id"],
-        occurrence_id=doc["occurrence_id"],
-        due_at=doc["due_at"],
-        channels=doc["channels"],
-        timezone=doc["timezone"],
-        closes_at=doc["closes_at"],
-    )
 
 
 # ---------------------------------------------------------------------- 2. firing many at once
@@ -515,7 +500,7 @@ async def memory(bench: Bench) -> list[Figure]:
         PENDING_GAUGE_EVERY_S="10",
         LOG_LEVEL="WARNING",
     )
-    proc = processes.ServiceProcess("reminder", _free_port(), env, log)
+    proc = processes.ServiceProcess("reminder", devstack.free_port(), env, log)
     proc.start()
     try:
         proc.wait_ready(timeout=120)
@@ -565,14 +550,6 @@ def _rss(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
