@@ -37,7 +37,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from homework_shared.events.envelope import Envelope, EventDecodeError, decode
-from homework_shared.kafka import producer_failed, raw_body, renew_producer
+from homework_shared.kafka import raw_body, renew_producer_if_failed
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +237,7 @@ class EventConsumer:
         try:
             await self.broker.publish(record.value or b"", self.dead_letter_topic, key=record.key, headers=headers)
         except Exception as exc:
-            if producer_failed(self.broker, exc):  # renewed, so that the retry of this record can succeed
-                await renew_producer(self.broker)
+            await renew_producer_if_failed(self.broker, exc)  # so that the retry of this record can succeed
             raise
         self.metrics.parked.labels(reason).inc()
         log.warning(

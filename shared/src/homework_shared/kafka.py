@@ -105,6 +105,21 @@ async def renew_producer(broker: KafkaBroker) -> None:
         log.warning("the Kafka producer failed for good and was replaced by a new one")
 
 
+async def renew_producer_if_failed(broker: KafkaBroker, exc: BaseException) -> None:
+    """After a failed publish: renew the broker's producer if ``exc`` shows it failed for good.
+
+    Never raises (a renewal that fails is logged, and tried again after the caller's next failure),
+    so the caller handles its own error as before: the outbox relay retries the batch, dead-letter
+    parking re-raises so that the record is retried.
+    """
+    if not producer_failed(broker, exc):
+        return
+    try:
+        await renew_producer(broker)
+    except Exception:
+        log.warning("renewing the failed Kafka producer failed; tried again after the next failure", exc_info=True)
+
+
 def bootstrap_addresses(bootstrap_servers: str) -> list[str]:
     """The ``host:port`` addresses of a comma-separated ``KAFKA_BOOTSTRAP_SERVERS`` value."""
     return [address.strip() for address in bootstrap_servers.split(",") if address.strip()]

@@ -34,7 +34,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from homework_shared.events.base import HomeworkEvent
 from homework_shared.events.envelope import encode, envelope, without_free_text
 from homework_shared.events.topics import Topics
-from homework_shared.kafka import producer_failed, renew_producer
+from homework_shared.kafka import renew_producer_if_failed
 from homework_shared.tasks import stop_task
 
 log = logging.getLogger(__name__)
@@ -301,9 +301,7 @@ class OutboxRelay:
                 self.metrics.failures.inc()
                 delay = next(backoff)
                 log.warning("outbox relay failed; retrying in %.1fs", delay, exc_info=True)
-                if producer_failed(self.broker, exc):
-                    with contextlib.suppress(Exception):  # logged; tried again after the next failure
-                        await renew_producer(self.broker)
+                await renew_producer_if_failed(self.broker, exc)
                 await asyncio.sleep(delay)
 
     async def publish_batch(self) -> int:
