@@ -1,12 +1,15 @@
 """The whole platform as separate processes: end-to-end completions/s and latency, RSS, start-up time.
 
-* **End to end**: ``WORKERS`` concurrent clients record ``COMPLETIONS`` completions through the
-  assignment API (real HTTP to the service process); for each, the latency runs from the 201 to
-  the insights service having applied it, seen on a MongoDB change stream of the insights
-  ``occurrences`` collection. Baselines in the same run: aiokafka producing and consuming the same
-  number of messages of the same size (rate and produce-to-consume latency), and the same
-  MongoDB writes done directly with PyMongo (the completion's transaction, then the insights
-  update), at the same concurrency.
+* **End to end, steady**: completions offered at a steady ``STEADY_RATE`` per second (open loop)
+  through the assignment API (real HTTP to the service process); for each, the latency runs
+  from the 201 to the insights service having applied it, seen on a MongoDB change stream of
+  the insights ``occurrences`` collection. Baseline: aiokafka producing and consuming at the
+  same pace.
+* **End to end, saturated**: ``WORKERS`` concurrent clients record ``COMPLETIONS`` completions
+  back to back; the rate the whole system reaches, and the latency with its backlog. Baselines
+  in the same run: aiokafka producing and consuming the same number of messages of the same
+  size (rate and produce-to-consume latency), and the same MongoDB writes done directly with
+  PyMongo (the completion's transaction, then the insights update), at the same concurrency.
 * **RSS** of each service idle (after start-up) and its peak under that load, read from
   ``/proc/<pid>/status``; baseline: a minimal FastAPI app under uvicorn in the same interpreter.
 * **Start-up**: spawn to ``/readyz`` answering 200, per service; baseline: the same minimal app
@@ -42,6 +45,8 @@ from tests.infra import Infra
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", "16"))
 COMPLETIONS = int(os.environ.get("BENCH_E2E_COMPLETIONS", "1000"))
+STEADY_RATE = float(os.environ.get("BENCH_STEADY_RATE", "50"))
+STEADY_SECONDS = float(os.environ.get("BENCH_STEADY_SECONDS", "20"))
 CLIENTS = 50
 COMMAND = "uv run python -m tests.bench.run_all system"
 CHART = Path("docs/benchmarks-latency.svg")
@@ -91,7 +96,7 @@ def minimal_app() -> tuple[float, float]:
         proc.wait(10)
 
 
-async def create_open_occurrences(d: Deployment) -> list[tuple[str, str, str, str]]:
+async def create_open_occurrences(d: Deployment, count: int, tag: str) -> list[tuple[str, str, str, str]]:
     """One-off assignments open now: (client, practice, assignment id, occurrence id) per completion to record."""
     practice = "practice-bench"
     therapist = {"Authorization": f"Bearer {mint_token(sub='t-bench', role='therapist', practice_id=practice)}"}
@@ -106,7 +111,7 @@ async def create_open_occurrences(d: Deployment) -> list[tuple[str, str, str, st
         body = {
             "client_id": client,
             "kind": "mood_log",
-            "title": f"Mood {i}",
+            "title": f"Mood {tag} {i}",
             "instructions": "Rate your mood.",
             "schedule": {
                 "type": "once",
@@ -122,24 +127,67 @@ async def create_open_occurrences(d: Deployment) -> list[tuple[str, str, str, st
         out.append((client, practice, aid, f"{aid}@{opens:%Y-%m-%dT%H:%M}"))
 
     async with httpx.AsyncClient(timeout=60) as http:
-        await asyncio.gather(*(one(http, i) for i in range(COMPLETIONS)))
+        await asyncio.gather(*(one(http, i) for i in range(count)))
     return out
 
 
-async def end_to_end(d: Deployment, work: list[tuple[str, str, str, str]]) -> dict[str, Any]:
-    """Record every completion; latency from each 201 to the insights update of its occurrence."""
+def _sets_resolution(change: dict[str, Any]) -> bool:
+    """Whether a change event on an insights occurrence records its resolution."""
+    if change.get("operationType") in ("insert", "replace"):
+        return bool((change.get("fullDocument") or {}).get("resolution"))
+    fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
+    return any(k == "resolution" or k.startswith("resolution.") for k in fields)
+
+
+async def caught_up(bootstrap: str, prefix: str, timeout: float = 300) -> float:
+    """Wait until every consumer group reading the deployment's topics has committed to their end; seconds waited."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await probe.start()
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < timeout:
+            lag = 0
+            groups = [g[0] for g in await admin.list_consumer_groups()]
+            for group in groups:
+                committed = {
+                    tp: meta.offset
+                    for tp, meta in (await admin.list_consumer_group_offsets(group)).items()
+                    if tp.topic.startswith(prefix)
+                }
+                if committed:
+                    ends = await probe.end_offsets(list(committed))
+                    lag += sum(max(0, ends[tp] - offset) for tp, offset in committed.items())
+            if lag == 0:
+                return time.perf_counter() - started
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"consumers of {prefix}* still behind after {timeout:.0f}s")
+    finally:
+        await probe.stop()
+        await admin.close()
+
+
+async def end_to_end(d: Deployment, work: list[tuple[str, str, str, str]], rate: float | None = None) -> dict[str, Any]:
+    """Record every completion; latency from each 201 to the insights update of its occurrence.
+
+    Without ``rate``, ``WORKERS`` clients post back to back (closed loop: the rate the system
+    reaches). With ``rate``, completion ``i`` is posted at ``i / rate`` seconds whatever the
+    earlier ones are doing (open loop: a steady offered load, as real clients give).
+    """
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(d.infra.mongodb_uri)
     insights = mongo[d.database("insights")]["occurrences"]
     accepted: dict[str, float] = {}
     applied: dict[str, float] = {}
     done = asyncio.Event()
-    stream = await insights.watch(full_document="updateLookup")
+    # No updateLookup: the change itself says whether it set the resolution, and the watcher
+    # should not add a read per change to the database the services share.
+    stream = await insights.watch()
 
     async def watch() -> None:
         async for change in stream:
             oid = change.get("documentKey", {}).get("_id")
-            doc = change.get("fullDocument") or {}
-            if oid and oid not in applied and doc.get("resolution"):
+            if oid and oid not in applied and _sets_resolution(change):
                 applied[oid] = time.perf_counter()
                 if len(applied) >= len(work):
                     done.set()
@@ -162,21 +210,38 @@ async def end_to_end(d: Deployment, work: list[tuple[str, str, str, str]]) -> di
 
     sampler = asyncio.create_task(sample())
 
+    api_latencies: list[float] = []
+
+    async def post(http: httpx.AsyncClient, client: str, aid: str, oid: str) -> None:
+        sent = time.perf_counter()
+        r = await http.post(
+            f"{d.processes['assignment'].url}/v1/assignments/{aid}/occurrences/{oid}/completion",
+            json={"status": "done", "quality_rating": 7, "data": {"mood": 6}},
+            headers={"Authorization": f"Bearer {tokens[client]}"},
+        )
+        if r.status_code != 201:
+            raise RuntimeError(f"completion {oid}: {r.status_code} {r.text}")
+        accepted[oid] = time.perf_counter()
+        api_latencies.append((accepted[oid] - sent) * 1000)
+
     async def worker(http: httpx.AsyncClient) -> None:
         while not queue.empty():
             client, _, aid, oid = queue.get_nowait()
-            r = await http.post(
-                f"{d.processes['assignment'].url}/v1/assignments/{aid}/occurrences/{oid}/completion",
-                json={"status": "done", "quality_rating": 7, "data": {"mood": 6}},
-                headers={"Authorization": f"Bearer {tokens[client]}"},
-            )
-            if r.status_code != 201:
-                raise RuntimeError(f"completion {oid}: {r.status_code} {r.text}")
-            accepted[oid] = time.perf_counter()
+            await post(http, client, aid, oid)
+
+    async def paced(http: httpx.AsyncClient, i: int, item: tuple[str, str, str, str]) -> None:
+        assert rate is not None
+        await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+        client, _, aid, oid = item
+        await post(http, client, aid, oid)
 
     started = time.perf_counter()
-    async with httpx.AsyncClient(timeout=60) as http:
-        await asyncio.gather(*(worker(http) for _ in range(WORKERS)))
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        if rate is None:
+            await asyncio.gather(*(worker(http) for _ in range(WORKERS)))
+        else:
+            await asyncio.gather(*(paced(http, i, item) for i, item in enumerate(work)))
     api_seconds = time.perf_counter() - started
     await asyncio.wait_for(done.wait(), timeout=300)
     total_seconds = time.perf_counter() - started
@@ -192,12 +257,16 @@ async def end_to_end(d: Deployment, work: list[tuple[str, str, str, str]]) -> di
         "rate": len(work) / total_seconds,
         "api_rate": len(work) / api_seconds,
         "latencies": latencies,
+        "api_latencies": api_latencies,
         "peak_rss": peak,
     }
 
 
-async def kafka_baseline(bootstrap: str, n: int, size: int) -> dict[str, Any]:
-    """aiokafka alone: produce ``n`` messages (acks=all, idempotent) and consume them; rate and latency."""
+async def kafka_baseline(bootstrap: str, n: int, size: int, rate: float | None = None) -> dict[str, Any]:
+    """aiokafka alone: produce ``n`` messages (acks=all, idempotent) and consume them; rate and latency.
+
+    With ``rate``, message ``i`` is sent at ``i / rate`` seconds (the steady load's pacing).
+    """
     topic = unique("bench-baseline")
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -231,6 +300,8 @@ async def kafka_baseline(bootstrap: str, n: int, size: int) -> dict[str, Any]:
         sem = asyncio.Semaphore(WORKERS)
 
         async def send(i: int) -> None:
+            if rate is not None:
+                await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
             async with sem:
                 sent[i] = time.perf_counter()
                 await producer.send_and_wait(topic, payload, key=str(i).encode())
@@ -279,7 +350,8 @@ def chart(series: dict[str, list[float]]) -> str:
     marks = [("p50", 50), ("p90", 90), ("p99", 99), ("max", 100)]
     import math
 
-    width, height, left, bottom = 640, 300, 60, 40
+    width, height, left, bottom = 640, 320, 60, 40
+    legend = 16 * len(series) + 10
     values = {name: [percentile(v, p) for _, p in marks] for name, v in series.items()}
     top = max(max(v) for v in values.values()) or 1
     scale_max = math.log10(top * 2)
@@ -294,7 +366,7 @@ def chart(series: dict[str, list[float]]) -> str:
 
     def y(v: float) -> float:
         frac = (math.log10(max(v, 0.1)) - scale_min) / (scale_max - scale_min)
-        return height - bottom - frac * (height - bottom - 20)
+        return height - bottom - frac * (height - bottom - legend)
 
     for tick in (1, 10, 100, 1000, 10000):
         if scale_min <= math.log10(tick) <= scale_max:
@@ -314,8 +386,8 @@ def chart(series: dict[str, list[float]]) -> str:
             )
     for si, name in enumerate(values):
         parts.append(
-            f'<rect x="{left + si * 220}" y="4" width="10" height="10" fill="{colours[si % 3]}"/>'
-            f'<text x="{left + si * 220 + 14}" y="13">{name}</text>'
+            f'<rect x="{left}" y="{4 + si * 16}" width="10" height="10" fill="{colours[si % 3]}"/>'
+            f'<text x="{left + 14}" y="{13 + si * 16}">{name}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -333,21 +405,54 @@ async def main(infra: Infra) -> list[Figure]:
             startup[name] = time.perf_counter() - began
         await asyncio.sleep(3)
         idle = {name: rss_mb(p.proc.pid) for name, p in d.processes.items() if p.proc is not None}
-        work = await create_open_occurrences(d)
-        await asyncio.sleep(2)
+        steady_n = int(STEADY_RATE * STEADY_SECONDS)
+        work = await create_open_occurrences(d, COMPLETIONS, "load")
+        steady_work = await create_open_occurrences(d, steady_n, "steady")
+        # The assignments just created are events too: start each load with every consumer caught up.
+        settle = await caught_up(infra.kafka_bootstrap, d.prefix)
+        steady = await end_to_end(d, steady_work, rate=STEADY_RATE)
+        await caught_up(infra.kafka_bootstrap, d.prefix)
         e2e = await end_to_end(d, work)
     kafka = await kafka_baseline(infra.kafka_bootstrap, COMPLETIONS, 700)
+    kafka_steady = await kafka_baseline(infra.kafka_bootstrap, steady_n, 700, rate=STEADY_RATE)
     mongo_rate = await mongo_baseline(infra.mongodb_uri, COMPLETIONS)
     CHART.write_text(
         chart(
             {
-                "completion accepted -> insights updated": e2e["latencies"],
-                "aiokafka produce -> consume": kafka["latencies"],
+                f"accepted -> insights updated, steady {STEADY_RATE:.0f}/s": steady["latencies"],
+                f"aiokafka produce -> consume, {STEADY_RATE:.0f}/s": kafka_steady["latencies"],
+                "accepted -> insights updated, saturated": e2e["latencies"],
             }
         )
     )
     lat = e2e["latencies"]
     figures = [
+        Figure(
+            f"end-to-end p99 at a steady {STEADY_RATE:.0f} completions/s, accepted to insights updated",
+            percentile(steady["latencies"], 99),
+            "ms",
+            f"aiokafka produce-to-consume p99 at {STEADY_RATE:.0f}/s",
+            percentile(kafka_steady["latencies"], 99),
+            goal="< 500 ms",
+            command=COMMAND,
+            higher_is_better=False,
+            notes=f"{steady_n} completions over real HTTP, completion i posted at i/{STEADY_RATE:.0f} s (open loop) "
+            f"by {CLIENTS} clients, after every consumer had caught up with the "
+            f"{COMPLETIONS + steady_n} assignments created before ({settle:.0f} s); from the 201 to the insights "
+            "service's write of that occurrence, seen on a MongoDB change stream; "
+            f"p50 {median(steady['latencies']):.0f} ms, max "
+            f"{max(steady['latencies']):.0f} ms; the API answered in p50 {median(steady['api_latencies']):.0f} ms, "
+            f"p99 {percentile(steady['api_latencies'], 99):.0f} ms",
+        ),
+        Figure(
+            f"end-to-end p50 at a steady {STEADY_RATE:.0f} completions/s",
+            median(steady["latencies"]),
+            "ms",
+            f"aiokafka produce-to-consume p50 at {STEADY_RATE:.0f}/s",
+            median(kafka_steady["latencies"]),
+            command=COMMAND,
+            higher_is_better=False,
+        ),
         Figure(
             "end-to-end completions/s (API accepted to insights applied)",
             e2e["rate"],
@@ -359,7 +464,7 @@ async def main(infra: Infra) -> list[Figure]:
             f"{e2e['api_rate']:.0f}/s; aiokafka alone moved {kafka['rate']:.0f} messages/s",
         ),
         Figure(
-            "end-to-end p50, completion accepted to insights updated",
+            "end-to-end p50 at saturation (backlog included), accepted to insights updated",
             median(lat),
             "ms",
             "aiokafka produce-to-consume p50",
@@ -368,7 +473,7 @@ async def main(infra: Infra) -> list[Figure]:
             higher_is_better=False,
         ),
         Figure(
-            "end-to-end p99, completion accepted to insights updated",
+            "end-to-end p99 at saturation (backlog included), accepted to insights updated",
             percentile(lat, 99),
             "ms",
             "aiokafka produce-to-consume p99",

@@ -31,6 +31,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from homework_shared.after_commit import after_commit
 from homework_shared.events.base import HomeworkEvent
 from homework_shared.events.envelope import encode, envelope, without_free_text
 from homework_shared.events.topics import Topics
@@ -152,6 +153,9 @@ class Outbox:
                 fresh.append({**doc, "created_at": staged_at})
         if fresh:
             await self.collection.insert_many(fresh, ordered=True, session=session)
+            # Inside the event consumer's transaction: wake the relay once it has committed.
+            # Elsewhere the caller calls ``notify`` after its own commit.
+            after_commit(self.notify)
         return [str(d["_id"]) for d in fresh]
 
     def _record(self, event: HomeworkEvent, event_id: str | None, time: datetime | None) -> dict[str, Any]:

@@ -102,12 +102,14 @@ class Runtime:
         group: str | None = None,
         batch_size: int = 1,
         concurrency: int = 1,
+        group_size: int = 20,
     ) -> EventConsumer:
         """Apply every event of ``streams`` once, as consumer group ``group`` (default: the service name).
 
         ``batch_size`` > 1 polls up to that many records and commits their offsets once;
         ``concurrency`` > 1 applies that many partitions of a batch at once (one client's
-        events share a partition, so they stay in order). See ``EventConsumer``.
+        events share a partition, so they stay in order); ``group_size`` consecutive records of
+        one partition share a transaction. See ``EventConsumer``.
         """
         group = group or self.settings.service_name
         consumer = EventConsumer(
@@ -121,6 +123,7 @@ class Runtime:
             metrics=ConsumerMetrics(self.registry),
             batch_size=batch_size,
             concurrency=concurrency,
+            group_size=group_size,
         )
         self.consumers.append(consumer)
         return consumer

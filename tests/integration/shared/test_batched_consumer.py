@@ -1,4 +1,8 @@
-"""The idempotent consumer in batch mode: each record applied once, in order per client, offsets committed per batch."""
+"""The idempotent consumer in batch mode: each record applied once, in order per client, offsets committed per batch.
+
+Consecutive records of one partition share a transaction (group commit); a redelivered or
+broken record in a group makes the group's records go one by one, each still applied once.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from homework_shared.after_commit import now_or_after_commit
 from homework_shared.consumer import ConsumerMetrics, EventConsumer
 from homework_shared.events import AssignmentPaused, Envelope, Topics, encode, envelope
 from homework_shared.kafka import ensure_topics, make_broker, service_topics
@@ -49,7 +54,9 @@ async def test_a_batched_consumer_applies_each_record_once_in_order_and_commits_
 
     async def apply(env: Envelope[Any], session: AsyncClientSession) -> None:
         await db.applied.insert_one({"_id": env.id}, session=session)
-        applied.append(env)
+        # Records share transactions (group commit); one that is dropped is applied again
+        # record by record, so only a committed apply may count.
+        now_or_after_commit(lambda: applied.append(env))
 
     broker = make_broker(infra.kafka_bootstrap, client_id="batch-test")
     consumer = EventConsumer(
@@ -83,6 +90,12 @@ async def test_a_batched_consumer_applies_each_record_once_in_order_and_commits_
             mine = [e.id for e in applied if e.data.client_id == c]
             assert mine == [e.id for e in envs if e.data.client_id == c]
         assert consumer.metrics.duplicates._value.get() == 1
+        assert await db.applied.count_documents({}) == 120
+        registry = consumer.metrics.group_sizes
+        events = registry._sum.get()
+        transactions = sum(bucket.get() for bucket in registry._buckets)
+        assert events == 120
+        assert transactions < 120, "consecutive records of a partition share transactions"
 
         async def committed_to_the_end() -> bool:
             reader = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap, group_id=group)

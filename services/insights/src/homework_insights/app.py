@@ -20,12 +20,14 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
     app = create_app(settings, title="Homework insights", version="0.1.0", routers=[api.router, api.docs_router])
     rt = Runtime.build(settings, app.state.metrics_registry, stream="insights", clock=clock)
     metrics = InsightsMetrics(app.state.metrics)
-    # Batches: one offset commit per poll; partitions applied concurrently, one client's events in order.
+    # Batches: one offset commit per poll; partitions applied concurrently, one client's events in order,
+    # consecutive events of a partition in shared transactions.
     rt.consume(
         ["assignment", "reminder"],
         make_apply(rt, settings, metrics),
         batch_size=settings.consumer_batch_size,
         concurrency=settings.consumer_concurrency,
+        group_size=settings.consumer_group_size,
     )
 
     async def on_start() -> None:

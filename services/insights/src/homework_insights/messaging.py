@@ -10,6 +10,7 @@ from homework_insights.config import Settings
 from homework_insights.handlers import apply_event
 from homework_insights.store import MongoStore
 from homework_insights.unit_of_work import Context
+from homework_shared.after_commit import now_or_after_commit
 from homework_shared.consumer import Apply
 from homework_shared.events import Envelope
 from homework_shared.observability import ServiceMetrics
@@ -31,7 +32,9 @@ def make_apply(rt: Runtime, settings: Settings, metrics: InsightsMetrics) -> App
         ctx = Context(MongoStore(rt.db, session, rt.outbox), rt.clock.now(), settings.reminder_effect_hours)
         await apply_event(ctx, env)
         if ctx.alerts:
-            metrics.alerts.inc(len(ctx.alerts))
-            rt.outbox.notify()
+            # Counted once committed (a transaction shared by several events may be dropped and
+            # each event applied again alone); the outbox wakes the relay itself.
+            raised = len(ctx.alerts)
+            now_or_after_commit(lambda: metrics.alerts.inc(raised))
 
     return apply

@@ -27,7 +27,7 @@ VERSION = "1.0.0"
 
 
 def consume_assignments(rt: Runtime, settings: ReminderSettings, apply: Apply) -> EventConsumer:
-    """``rt.consume(["assignment"], apply)`` with this service's group, batch size and concurrency."""
+    """``rt.consume(["assignment"], apply)`` with this service's group, batch, concurrency and group size."""
     group = settings.consumer_group
     consumer = EventConsumer(
         broker=rt.broker,
@@ -40,6 +40,7 @@ def consume_assignments(rt: Runtime, settings: ReminderSettings, apply: Apply) -
         metrics=ConsumerMetrics(rt.registry),
         batch_size=settings.consumer_batch_size,
         concurrency=settings.consumer_concurrency,
+        group_size=settings.consumer_group_size,
     )
     rt.consumers.append(consumer)
     return consumer

@@ -24,8 +24,10 @@ class ReminderSettings(ServiceSettings):
 
     # The Kafka consumer group reading the assignment stream (also names the dead-letter topic).
     consumer_group: str = Field(default="reminder", min_length=1, max_length=200)
-    # Records per poll (one offset commit per batch; each record still in its own transaction).
+    # Records per poll; the offsets are committed once per batch.
     consumer_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # Consecutive records of one partition applied in one transaction (group commit); 1 = each alone.
+    consumer_group_size: int = Field(default=20, ge=1, le=200)
     # Partitions of a batch applied at once (one client's events stay in order: one partition).
     consumer_concurrency: int = Field(default=4, ge=1, le=64)
 

@@ -34,7 +34,7 @@ def assignment_events(scheduler: Scheduler) -> Apply:
     async def apply(env: Envelope[Any], session: AsyncClientSession) -> None:
         with trace_context(env.traceparent):
             await dispatch(scheduler, env.data, session)
-        scheduler.outbox.notify()
+        # Whatever dispatch staged wakes the relay once the transaction commits (Outbox.stage_prepared).
 
     return apply
 
