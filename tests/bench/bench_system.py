@@ -47,6 +47,8 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", "16"))
 COMPLETIONS = int(os.environ.get("BENCH_E2E_COMPLETIONS", "1000"))
 STEADY_RATE = float(os.environ.get("BENCH_STEADY_RATE", "50"))
 STEADY_SECONDS = float(os.environ.get("BENCH_STEADY_SECONDS", "20"))
+SEPARATE_DATABASES = os.environ.get("BENCH_SEPARATE_DATABASES", "1") != "0"
+"""Each service's database on a server of its own (the assignment service keeps the stack's)."""
 CLIENTS = 50
 COMMAND = "uv run python -m tests.bench.run_all system"
 CHART = Path("docs/benchmarks-latency.svg")
@@ -94,6 +96,26 @@ def minimal_app() -> tuple[float, float]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def own_database_servers(stack: contextlib.ExitStack, root: Path, names: list[str]) -> dict[str, str]:
+    """Start a MongoDB-protocol server (the dev stack's SecantusDB) per service named; stopped with ``stack``.
+
+    Each service owns its database; here each also gets its own server, as a deployment that
+    gives every service its own cluster would. The local server runs one request at a time
+    (one Python process), so one server shared by three services is the bottleneck of the
+    whole platform on this machine, which a production MongoDB is not.
+    """
+    import devstack
+
+    uris = {}
+    for name in names:
+        home = root / f"mongo-{name}"
+        (home / "logs").mkdir(parents=True)
+        uri, pid, _ = devstack.start_mongo(home)
+        stack.callback(devstack.stop_pid, pid)
+        uris[name] = uri
+    return uris
 
 
 async def create_open_occurrences(d: Deployment, count: int, tag: str) -> list[tuple[str, str, str, str]]:
@@ -168,14 +190,16 @@ async def caught_up(bootstrap: str, prefix: str, timeout: float = 300) -> float:
         await admin.close()
 
 
-async def end_to_end(d: Deployment, work: list[tuple[str, str, str, str]], rate: float | None = None) -> dict[str, Any]:
+async def end_to_end(
+    d: Deployment, work: list[tuple[str, str, str, str]], insights_uri: str, rate: float | None = None
+) -> dict[str, Any]:
     """Record every completion; latency from each 201 to the insights update of its occurrence.
 
     Without ``rate``, ``WORKERS`` clients post back to back (closed loop: the rate the system
     reaches). With ``rate``, completion ``i`` is posted at ``i / rate`` seconds whatever the
     earlier ones are doing (open loop: a steady offered load, as real clients give).
     """
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(d.infra.mongodb_uri)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(insights_uri)
     insights = mongo[d.database("insights")]["occurrences"]
     accepted: dict[str, float] = {}
     applied: dict[str, float] = {}
@@ -214,11 +238,15 @@ async def end_to_end(d: Deployment, work: list[tuple[str, str, str, str]], rate:
 
     async def post(http: httpx.AsyncClient, client: str, aid: str, oid: str) -> None:
         sent = time.perf_counter()
-        r = await http.post(
-            f"{d.processes['assignment'].url}/v1/assignments/{aid}/occurrences/{oid}/completion",
-            json={"status": "done", "quality_rating": 7, "data": {"mood": 6}},
-            headers={"Authorization": f"Bearer {tokens[client]}"},
-        )
+        headers = {"Authorization": f"Bearer {tokens[client]}", "Idempotency-Key": oid}
+        url = f"{d.processes['assignment'].url}/v1/assignments/{aid}/occurrences/{oid}/completion"
+        body = {"status": "done", "quality_rating": 7, "data": {"mood": 6}}
+        try:
+            r = await http.post(url, json=body, headers=headers)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # A kept-alive connection the server closed as this request went out: retried as a
+            # real client would, with the same Idempotency-Key, so it is recorded once.
+            r = await http.post(url, json=body, headers=headers)
         if r.status_code != 201:
             raise RuntimeError(f"completion {oid}: {r.status_code} {r.text}")
         accepted[oid] = time.perf_counter()
@@ -315,21 +343,23 @@ async def kafka_baseline(bootstrap: str, n: int, size: int, rate: float | None =
     return {"rate": n / seconds, "latencies": [(got[i] - sent[i]) * 1000 for i in range(n)]}
 
 
-async def mongo_baseline(uri: str, n: int) -> float:
+async def mongo_baseline(uri: str, n: int, insights_uri: str | None = None) -> float:
     """The same MongoDB writes done directly: the completion's transaction (resolution + outbox) and
-    the insights transaction (processed event + occurrence + assignment totals), per completion."""
+    the insights transaction (processed event + occurrence + assignment totals), per completion;
+    the insights writes on ``insights_uri`` when the insights database has a server of its own."""
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
-    a, i = mongo[unique("base_a")], mongo[unique("base_i")]
+    other: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(insights_uri or uri)
+    a, i = mongo[unique("base_a")], other[unique("base_i")]
     for coll in (a.resolutions, a.outbox, i.processed_events, i.occurrences, i.assignments):
         await coll.insert_one({"_id": "warm"})
     sem = asyncio.Semaphore(WORKERS)
 
     async def one(k: int) -> None:
-        async with sem, mongo.start_session() as s:
-            async with await s.start_transaction():
+        async with sem:
+            async with mongo.start_session() as s, await s.start_transaction():
                 await a.resolutions.insert_one({"_id": f"r{k}", "status": "done", "data": {"mood": 6}}, session=s)
                 await a.outbox.insert_one({"_id": f"e{k}", "state": "pending", "value": b"x" * 600}, session=s)
-            async with await s.start_transaction():
+            async with other.start_session() as s, await s.start_transaction():
                 await i.processed_events.insert_one({"_id": f"e{k}"}, session=s)
                 await i.occurrences.insert_one({"_id": f"o{k}", "resolution": "done"}, session=s)
                 await i.assignments.update_one(
@@ -340,8 +370,9 @@ async def mongo_baseline(uri: str, n: int) -> float:
     await asyncio.gather(*(one(k) for k in range(n)))
     seconds = time.perf_counter() - started
     await mongo.drop_database(a.name)
-    await mongo.drop_database(i.name)
+    await other.drop_database(i.name)
     await mongo.close()
+    await other.close()
     return n / seconds
 
 
@@ -395,7 +426,13 @@ def chart(series: dict[str, list[float]]) -> str:
 
 async def main(infra: Infra) -> list[Figure]:
     base_start, base_rss = minimal_app()
-    with tempfile.TemporaryDirectory(prefix="bench-system-") as tmp, deploy(infra, Path(tmp) / "logs") as d:
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-system-")))
+        uris = {name: infra.mongodb_uri for name in ("assignment", "reminder", "insights")}
+        if SEPARATE_DATABASES:
+            uris.update(own_database_servers(stack, tmp, ["reminder", "insights"]))
+        service_env = {name: {"MONGODB_URI": uri} for name, uri in uris.items()}
+        d = stack.enter_context(deploy(infra, tmp / "logs", service_env=service_env))
         startup: dict[str, float] = {}
         for name, proc in d.processes.items():
             began = time.perf_counter()
@@ -410,12 +447,12 @@ async def main(infra: Infra) -> list[Figure]:
         steady_work = await create_open_occurrences(d, steady_n, "steady")
         # The assignments just created are events too: start each load with every consumer caught up.
         settle = await caught_up(infra.kafka_bootstrap, d.prefix)
-        steady = await end_to_end(d, steady_work, rate=STEADY_RATE)
+        steady = await end_to_end(d, steady_work, uris["insights"], rate=STEADY_RATE)
         await caught_up(infra.kafka_bootstrap, d.prefix)
-        e2e = await end_to_end(d, work)
+        e2e = await end_to_end(d, work, uris["insights"])
+        mongo_rate = await mongo_baseline(uris["assignment"], COMPLETIONS, uris["insights"])
     kafka = await kafka_baseline(infra.kafka_bootstrap, COMPLETIONS, 700)
     kafka_steady = await kafka_baseline(infra.kafka_bootstrap, steady_n, 700, rate=STEADY_RATE)
-    mongo_rate = await mongo_baseline(infra.mongodb_uri, COMPLETIONS)
     CHART.write_text(
         chart(
             {
@@ -426,6 +463,11 @@ async def main(infra: Infra) -> list[Figure]:
         )
     )
     lat = e2e["latencies"]
+    topology = (
+        "the reminder and insights databases each on a SecantusDB server of its own"
+        if SEPARATE_DATABASES
+        else "the three services' databases on one SecantusDB server"
+    )
     figures = [
         Figure(
             f"end-to-end p99 at a steady {STEADY_RATE:.0f} completions/s, accepted to insights updated",
@@ -438,7 +480,8 @@ async def main(infra: Infra) -> list[Figure]:
             higher_is_better=False,
             notes=f"{steady_n} completions over real HTTP, completion i posted at i/{STEADY_RATE:.0f} s (open loop) "
             f"by {CLIENTS} clients, after every consumer had caught up with the "
-            f"{COMPLETIONS + steady_n} assignments created before ({settle:.0f} s); from the 201 to the insights "
+            f"{COMPLETIONS + steady_n} assignments created before ({settle:.0f} s); {topology}; "
+            "from the 201 to the insights "
             "service's write of that occurrence, seen on a MongoDB change stream; "
             f"p50 {median(steady['latencies']):.0f} ms, max "
             f"{max(steady['latencies']):.0f} ms; the API answered in p50 {median(steady['api_latencies']):.0f} ms, "

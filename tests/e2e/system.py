@@ -93,12 +93,14 @@ def deploy(
     speed: float = 1.0,
     origin: datetime | None = None,
     services: list[str] | None = None,
+    service_env: dict[str, dict[str, str]] | None = None,
     **extra: str,
 ) -> Iterator[Deployment]:
     """Start the platform (all services unless ``services`` says which) with a clock ``speed`` times real time.
 
     ``origin`` is the platform instant at which the clock starts (default: now), e.g. just
-    before a DST change. Extra keyword arguments become environment variables of every service.
+    before a DST change. Extra keyword arguments become environment variables of every service;
+    ``service_env`` adds variables to one service each (e.g. its own ``MONGODB_URI``).
     """
     prefix = unique("e2e").replace("-", "")
     real_origin = datetime.now(UTC)
@@ -115,7 +117,9 @@ def deploy(
     env = deployment_env(infra, prefix, clock_env, **extra)
     names = services or list(SERVICES)
     ports = {name: devstack.free_port() for name in names}
-    per_service = {name: {"MONGODB_DATABASE": f"{prefix}_{name}"} for name in names}
+    per_service = {
+        name: {"MONGODB_DATABASE": f"{prefix}_{name}", **(service_env or {}).get(name, {})} for name in names
+    }
     procs = launch(names, env, logs, ports, per_service)
     deployment = Deployment(infra, prefix, {p.name: p for p in procs}, clock, logs, env)
     try:
