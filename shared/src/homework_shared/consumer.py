@@ -7,7 +7,8 @@ For every Kafka record a subscriber built here:
 2. applies it in one MongoDB transaction together with the insert of its event id into
    ``processed_events``: a redelivered event hits the unique id and changes nothing. With
    ``batch_size > 1``, consecutive records of one partition share a transaction (group commit,
-   up to ``group_size``): one insert of their ids, one commit. If any of them fails to decode
+   up to ``group_size``, fewer while transactions run long: see ``adapt_group``): one insert of
+   their ids, one commit. If any of them fails to decode
    or apply, the shared transaction is dropped whole and each record takes the path below
    alone, so a bad record never takes good ones with it. Callbacks registered with
    :func:`homework_shared.after_commit.after_commit` run after the commit, never for a
@@ -105,6 +106,7 @@ class EventConsumer:
         batch_timeout_ms: int = 20,
         concurrency: int = 1,
         group_size: int = 20,
+        group_target_s: float = 0.25,
     ) -> None:
         self.broker = broker
         self.client = client
@@ -118,6 +120,9 @@ class EventConsumer:
         self.max_delay = max_delay
         self.concurrency = concurrency
         self.group_size = group_size
+        self.group_target_s = group_target_s
+        self.group_limit = group_size
+        """Records per shared transaction now: ``group_size`` at most, adapted by ``adapt_group``."""
         # batch_size > 1: up to that many records per poll, applied in transactions of up to
         # group_size records of one partition, and one offset commit after the whole batch (a
         # commit per record costs a broker round trip).
@@ -182,13 +187,29 @@ class EventConsumer:
         await asyncio.gather(*(run(lane) for lane in lanes.values()))
 
     async def handle_lane(self, msg: KafkaMessage, lane: list[Any]) -> None:
-        """Records of one partition number, in order, ``group_size`` at a time in one transaction each."""
-        for start in range(0, len(lane), self.group_size):
-            group = lane[start : start + self.group_size]
+        """Records of one partition number, in order, up to ``group_limit`` in one transaction each."""
+        start = 0
+        while start < len(lane):
+            group = lane[start : start + self.group_limit]
+            start += len(group)
             if len(group) > 1 and await self.apply_group(msg, group):
                 continue
             for record in group:
                 await self.handle_record(msg, record)
+
+    def adapt_group(self, seconds: float, events: int) -> None:
+        """Keep shared transactions short: halve the group when one ran over ``group_target_s``, grow it by one
+        when one ran under half of it.
+
+        What an event costs depends on the event (an assignment created stores a fortnight of
+        reminders, a completion a few documents) and on how busy the database is. A long
+        transaction holds its documents longer and, if it outlives the driver's socket timeout,
+        is abandoned and redone: the group must shrink before that happens.
+        """
+        if seconds > self.group_target_s:
+            self.group_limit = max(1, self.group_limit // 2)
+        elif seconds < self.group_target_s / 2 and events >= self.group_limit:
+            self.group_limit = min(self.group_size, self.group_limit + 1)
 
     async def apply_group(self, msg: KafkaMessage, records: list[Any]) -> bool:
         """Apply ``records`` in one transaction; False, with nothing written, if any one of them fails.
@@ -216,10 +237,14 @@ class EventConsumer:
                         await self.apply(env, session)
         except Exception as exc:  # noqa: BLE001 - every record is then handled alone, which reports its own error
             log.debug("a group of %d events was not applied together (%r); applying each alone", len(envs), exc)
+            if isinstance(exc, ConnectionFailure):  # a timeout among them: the group was too much
+                self.group_limit = 1
             return False
         after_commit.run(hooks)
         self.metrics.group_sizes.observe(len(envs))
-        each = (time.perf_counter() - started) / len(envs)
+        elapsed = time.perf_counter() - started
+        self.adapt_group(elapsed, len(envs))
+        each = elapsed / len(envs)
         for env in envs:
             self.metrics.apply_seconds.observe(each)
             self.metrics.applied.labels(env.type).inc()
@@ -236,11 +261,14 @@ class EventConsumer:
         attempt = 0
         while True:
             try:
-                with self.metrics.apply_seconds.time():
-                    applied = await self.apply_once(env)
+                started = time.perf_counter()
+                applied = await self.apply_once(env)
+                elapsed = time.perf_counter() - started
+                self.metrics.apply_seconds.observe(elapsed)
                 if applied:
                     self.metrics.applied.labels(env.type).inc()
                     self.metrics.group_sizes.observe(1)
+                    self.adapt_group(elapsed, 1)
                 else:
                     self.metrics.duplicates.inc()
                 return
