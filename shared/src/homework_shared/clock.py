@@ -17,6 +17,9 @@ from homework_shared.settings import ServiceSettings
 
 
 class Clock(Protocol):
+    speed: float
+    """Platform seconds per real second while the clock runs by itself (1 for real time)."""
+
     def now(self) -> datetime: ...
 
     async def sleep(self, seconds: float) -> None:
@@ -26,6 +29,8 @@ class Clock(Protocol):
 
 class SystemClock:
     """Real time, UTC."""
+
+    speed = 1.0
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -51,6 +56,8 @@ class ScaledClock:
 
 class ManualClock:
     """A clock that moves only when told to: for tests."""
+
+    speed = 1.0
 
     def __init__(self, start: datetime) -> None:
         self._now = start.astimezone(UTC)

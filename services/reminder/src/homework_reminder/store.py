@@ -173,10 +173,17 @@ class Store:
         docs = await cursor.to_list()
         return sorted(docs, key=lambda d: d["due_at"])[:limit]
 
-    async def next_due(self) -> datetime | None:
-        """When the soonest pending reminder falls due."""
+    async def next_due(self, before: datetime) -> datetime | None:
+        """When the soonest pending reminder due before ``before`` falls due; None if none is.
+
+        Bounded, so the due index reads only the reminders of that window: unbounded, a server
+        that cannot walk an index in order (the local SecantusDB) reads and sorts every pending
+        reminder to find the first, and the firing loop asks every poll.
+        """
         doc = await self.reminders.find_one(
-            {"state": ReminderState.PENDING}, {"due_at": 1}, sort=[("state", ASCENDING), ("due_at", ASCENDING)]
+            {"state": ReminderState.PENDING, "due_at": {"$lt": before}},
+            {"due_at": 1},
+            sort=[("state", ASCENDING), ("due_at", ASCENDING)],
         )
         return doc["due_at"] if doc else None
 
