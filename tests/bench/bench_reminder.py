@@ -19,7 +19,9 @@ One database holds ``CLIENTS`` clients' pending reminders (``PER_CLIENT`` each: 
 4. **Memory.** ``python -m homework_reminder`` as its own process on that database; its RSS (the
    highest of samples while its loops run and some reminders fire) with 100,000 pending, then with
    ``RSS_PENDING`` (1,000,000 goal; by default fewer, since inserting costs ~3,000 documents/s on
-   SecantusDB: ``BENCH_REMINDER_RSS_PENDING=1000000`` for the full run).
+   SecantusDB: ``BENCH_REMINDER_RSS_PENDING=1000000`` for the full run; with
+   ``BENCH_REMINDER_PARTS=memory`` only this part runs, and the figures of the others, saved by
+   an earlier run, are kept).
 
 Run alone: ``uv run python -m tests.bench.run_all reminder``.
 """
@@ -62,7 +64,7 @@ from homework_shared.kafka import ensure_topics
 from homework_shared.mongo import run_in_transaction
 from homework_shared.outbox import Outbox
 from homework_shared.schedule import to_local
-from tests.bench.common import Figure, Stopwatch, percentile, save
+from tests.bench.common import Figure, Stopwatch, load_all, percentile, save
 from tests.conftest import unique, wait_for
 from tests.infra import ROOT, Infra, devstack
 
@@ -73,6 +75,8 @@ DUE_AT_ONCE = int(os.environ.get("BENCH_REMINDER_DUE_AT_ONCE", "10000"))
 SAME_SECOND = int(os.environ.get("BENCH_REMINDER_SAME_SECOND", "1000"))
 RSS_PENDING = int(os.environ.get("BENCH_REMINDER_RSS_PENDING", "250000"))
 LATENESS_LEAD_S = 30
+MEMORY_ONLY = os.environ.get("BENCH_REMINDER_PARTS", "all") == "memory"
+"""Only part 4 (e.g. with ``BENCH_REMINDER_RSS_PENDING=1000000``); the other parts' saved figures are kept."""
 CONCURRENCY = 6
 BATCH = 250
 COMMAND = "uv run python -m tests.bench.run_all reminder"
@@ -207,6 +211,14 @@ async def main(infra: Infra) -> list[Figure]:
         retention_ms=3_600_000,
     )
     await bench.store.ensure_indexes()
+    if MEMORY_ONLY:
+        try:
+            print(f"   inserting {CLIENTS * PER_CLIENT:,} pending reminders directly", flush=True)
+            await bench.insert_clients(range(CLIENTS))
+            kept = [f for f in load_all().get("reminder", []) if not f.name.startswith("service RSS")]
+            return kept + await memory(bench)
+        finally:
+            await bench.close()
     try:
         direct_clients = range(EVENT_CLIENTS, CLIENTS)
         print(f"   inserting {len(direct_clients) * PER_CLIENT + DUE_AT_ONCE:,} pending reminders directly", flush=True)
