@@ -48,7 +48,7 @@ COMPLETIONS = int(os.environ.get("BENCH_E2E_COMPLETIONS", "1000"))
 STEADY_RATE = float(os.environ.get("BENCH_STEADY_RATE", "50"))
 STEADY_SECONDS = float(os.environ.get("BENCH_STEADY_SECONDS", "20"))
 SEPARATE_DATABASES = os.environ.get("BENCH_SEPARATE_DATABASES", "1") != "0"
-"""Each service's database on a server of its own (the assignment service keeps the stack's)."""
+"""Each service's database on a server of its own, started for the run."""
 CLIENTS = 50
 COMMAND = "uv run python -m tests.bench.run_all system"
 CHART = Path("docs/benchmarks-latency.svg")
@@ -430,7 +430,7 @@ async def main(infra: Infra) -> list[Figure]:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-system-")))
         uris = {name: infra.mongodb_uri for name in ("assignment", "reminder", "insights")}
         if SEPARATE_DATABASES:
-            uris.update(own_database_servers(stack, tmp, ["reminder", "insights"]))
+            uris.update(own_database_servers(stack, tmp, ["assignment", "reminder", "insights"]))
         service_env = {name: {"MONGODB_URI": uri} for name, uri in uris.items()}
         d = stack.enter_context(deploy(infra, tmp / "logs", service_env=service_env))
         startup: dict[str, float] = {}
@@ -464,7 +464,7 @@ async def main(infra: Infra) -> list[Figure]:
     )
     lat = e2e["latencies"]
     topology = (
-        "the reminder and insights databases each on a SecantusDB server of its own"
+        "each service's database on a SecantusDB server of its own, started for the run"
         if SEPARATE_DATABASES
         else "the three services' databases on one SecantusDB server"
     )

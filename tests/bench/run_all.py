@@ -15,6 +15,9 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient
 
 from tests.bench.common import Figure, load_all, save
 from tests.infra import session_infra
@@ -63,6 +66,21 @@ def render(results: dict[str, list[Figure]]) -> str:
     return "\n".join(lines)
 
 
+async def drop_bench_databases(uri: str) -> None:
+    """Drop what a suite left behind (``bench-*`` databases), so it does not weigh on the next suite's figures.
+
+    The local server sweeps every TTL index of every database in the background: a suite's
+    100,000-event histories left in place slowed the suites run after it.
+    """
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+    try:
+        for name in await client.list_database_names():
+            if name.startswith(("bench-", "bench_")):
+                await client.drop_database(name)
+    finally:
+        await client.close()
+
+
 async def run(selected: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="homework-bench-") as tmp, session_infra(Path(tmp)) as infra:
         for name in selected:
@@ -71,6 +89,7 @@ async def run(selected: list[str]) -> None:
             print(f"== {name}", flush=True)
             figures: list[Figure] = await module.main(infra)
             save(name, figures)
+            await drop_bench_databases(infra.mongodb_uri)
             for f in figures:
                 ratio = f" (ratio {f.ratio:.2f} vs {f.baseline_name})" if f.ratio is not None else ""
                 print(f"   {f.name}: {f.value:,.4g} {f.unit}{ratio}", flush=True)
