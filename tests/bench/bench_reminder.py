@@ -550,8 +550,14 @@ async def memory(bench: Bench) -> list[Figure]:
             command=COMMAND,
             notes=(
                 f"python -m homework_reminder, highest RSS of samples over 20s while its loops run and "
-                f"{SAME_SECOND:,} reminders fire; {pending_b:,} pending is what fits the suite's time on "
-                "SecantusDB (BENCH_REMINDER_RSS_PENDING=1000000 for the full run)."
+                f"{SAME_SECOND:,} reminders fire; "
+                + (
+                    f"{pending_b:,} pending, as the goal asks (BENCH_REMINDER_PARTS=memory "
+                    "BENCH_REMINDER_RSS_PENDING=1000000: inserting 900,000 takes about 12 minutes on SecantusDB)."
+                    if pending_b >= 1_000_000
+                    else f"{pending_b:,} pending is what fits the suite's time on SecantusDB "
+                    "(BENCH_REMINDER_PARTS=memory BENCH_REMINDER_RSS_PENDING=1000000 for the goal's figure)."
+                )
             ),
             extra={"pending_a": float(pending_a), "pending_b": float(pending_b)},
         )
