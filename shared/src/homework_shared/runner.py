@@ -26,6 +26,7 @@ def server_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
+        timeout_keep_alive=math.ceil(settings.http_keep_alive_s),
     )
 
 

@@ -121,6 +121,10 @@ class ServiceSettings(KafkaConnectionSettings):
     jwt_allow_hs256_in_production: bool = False
 
     shutdown_timeout_s: float = 20.0
+    # Seconds an idle keep-alive HTTP connection stays open. Longer than the idle timeouts of
+    # clients and load balancers (httpx 5 s, AWS ALB 60 s): a server that closes first races a
+    # client reusing the connection, which then sees a reset request it cannot know was not applied.
+    http_keep_alive_s: float = Field(default=75.0, gt=0, le=3600)
 
     # Time compression for demos and tests (see clock.py): with CLOCK_SPEED=720 one real second is
     # twelve minutes of platform time. All services of one deployment must share these three values.

@@ -20,4 +20,6 @@ def test_the_server_keeps_our_logging_and_drains_on_shutdown() -> None:
     assert config.log_config is None
     assert config.access_log is False
     assert config.timeout_graceful_shutdown == 13
+    # Longer than httpx's 5 s and a load balancer's 60 s idle timeout: the client closes an idle connection first.
+    assert config.timeout_keep_alive == 75
     assert (config.host, config.port) == ("0.0.0.0", 8765)
