@@ -211,15 +211,12 @@ async def main(infra: Infra) -> list[Figure]:
         retention_ms=3_600_000,
     )
     await bench.store.ensure_indexes()
-    if MEMORY_ONLY:
-        try:
+    try:
+        if MEMORY_ONLY:
             print(f"   inserting {CLIENTS * PER_CLIENT:,} pending reminders directly", flush=True)
             await bench.insert_clients(range(CLIENTS))
             kept = [f for f in load_all().get("reminder", []) if not f.name.startswith("service RSS")]
             return kept + await memory(bench)
-        finally:
-            await bench.close()
-    try:
         direct_clients = range(EVENT_CLIENTS, CLIENTS)
         print(f"   inserting {len(direct_clients) * PER_CLIENT + DUE_AT_ONCE:,} pending reminders directly", flush=True)
         await bench.insert_clients(direct_clients)

@@ -153,6 +153,11 @@ async def create_open_occurrences(d: Deployment, count: int, tag: str) -> list[t
     return out
 
 
+async def paced_start(started: float, i: int, rate: float) -> None:
+    """Wait until the ``i``-th item's turn at ``rate`` per second from ``started`` (``time.perf_counter``)."""
+    await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+
+
 def _sets_resolution(change: dict[str, Any]) -> bool:
     """Whether a change event on an insights occurrence records its resolution."""
     if change.get("operationType") in ("insert", "replace"):
@@ -259,7 +264,7 @@ async def end_to_end(
 
     async def paced(http: httpx.AsyncClient, i: int, item: tuple[str, str, str, str]) -> None:
         assert rate is not None
-        await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+        await paced_start(started, i, rate)
         client, _, aid, oid = item
         await post(http, client, aid, oid)
 
@@ -329,7 +334,7 @@ async def kafka_baseline(bootstrap: str, n: int, size: int, rate: float | None =
 
         async def send(i: int) -> None:
             if rate is not None:
-                await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+                await paced_start(started, i, rate)
             async with sem:
                 sent[i] = time.perf_counter()
                 await producer.send_and_wait(topic, payload, key=str(i).encode())

@@ -17,11 +17,16 @@ _hooks: ContextVar[list[Callable[[], None]] | None] = ContextVar("after_commit",
 
 
 def after_commit(callback: Callable[[], None]) -> bool:
-    """Call ``callback`` after the surrounding transaction commits; False (not registered) outside one."""
+    """Call ``callback`` after the surrounding transaction commits; False (not registered) outside one.
+
+    A callback equal to one already registered is registered once (the outbox's ``notify``,
+    staged by each of the events a transaction applies, wakes the relay once).
+    """
     hooks = _hooks.get()
     if hooks is None:
         return False
-    hooks.append(callback)
+    if callback not in hooks:
+        hooks.append(callback)
     return True
 
 

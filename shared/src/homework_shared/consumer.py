@@ -227,28 +227,36 @@ class EventConsumer:
                 return False
         started = time.perf_counter()
         try:
-            with after_commit.collecting() as hooks:
-                async with self.client.start_session() as session, await session.start_transaction():
-                    now = datetime.now(UTC)
-                    await self.processed.insert_many(
-                        [{"_id": env.id, "type": env.type, "at": now} for env in envs], session=session
-                    )
-                    for env in envs:
-                        await self.apply(env, session)
+            await self._transaction(envs)
         except Exception as exc:  # noqa: BLE001 - every record is then handled alone, which reports its own error
             log.debug("a group of %d events was not applied together (%r); applying each alone", len(envs), exc)
             if isinstance(exc, ConnectionFailure):  # a timeout among them: the group was too much
                 self.group_limit = 1
             return False
-        after_commit.run(hooks)
-        self.metrics.group_sizes.observe(len(envs))
-        elapsed = time.perf_counter() - started
-        self.adapt_group(elapsed, len(envs))
-        each = elapsed / len(envs)
-        for env in envs:
-            self.metrics.apply_seconds.observe(each)
-            self.metrics.applied.labels(env.type).inc()
+        self._applied(envs, time.perf_counter() - started)
         return True
+
+    async def _transaction(self, envs: list[Envelope[Any]]) -> None:
+        """Record the events' ids and apply them in one transaction; its after-commit callbacks run once it commits."""
+        now = datetime.now(UTC)
+        ids = [{"_id": env.id, "type": env.type, "at": now} for env in envs]
+        with after_commit.collecting() as hooks:
+            async with self.client.start_session() as session, await session.start_transaction():
+                if len(ids) == 1:  # insert_one: a duplicate raises DuplicateKeyError, which apply_once reads
+                    await self.processed.insert_one(ids[0], session=session)
+                else:
+                    await self.processed.insert_many(ids, session=session)
+                for env in envs:
+                    await self.apply(env, session)
+        after_commit.run(hooks)
+
+    def _applied(self, envs: list[Envelope[Any]], seconds: float) -> None:
+        """Count the events one committed transaction applied in ``seconds``, and adapt the group size to it."""
+        self.metrics.group_sizes.observe(len(envs))
+        self.adapt_group(seconds, len(envs))
+        for env in envs:
+            self.metrics.apply_seconds.observe(seconds / len(envs))
+            self.metrics.applied.labels(env.type).inc()
 
     async def handle_record(self, msg: KafkaMessage, record: Any) -> None:
         """The life of one record: see the module docstring."""
@@ -264,12 +272,10 @@ class EventConsumer:
                 started = time.perf_counter()
                 applied = await self.apply_once(env)
                 elapsed = time.perf_counter() - started
-                self.metrics.apply_seconds.observe(elapsed)
                 if applied:
-                    self.metrics.applied.labels(env.type).inc()
-                    self.metrics.group_sizes.observe(1)
-                    self.adapt_group(elapsed, 1)
+                    self._applied([env], elapsed)
                 else:
+                    self.metrics.apply_seconds.observe(elapsed)
                     self.metrics.duplicates.inc()
                 return
             except Exception as exc:
@@ -292,23 +298,16 @@ class EventConsumer:
 
     async def apply_once(self, env: Envelope[Any]) -> bool:
         """Apply ``env`` unless this group already did; False for a duplicate."""
-        async with self.client.start_session() as session:
-            try:
-                with after_commit.collecting() as hooks:
-                    async with await session.start_transaction():
-                        await self.processed.insert_one(
-                            {"_id": env.id, "type": env.type, "at": datetime.now(UTC)}, session=session
-                        )
-                        await self.apply(env, session)
-                after_commit.run(hooks)
-            except DuplicateKeyError:
-                if await self.processed.find_one({"_id": env.id}) is not None:
-                    return False
-                raise
-            except OperationFailure as exc:
-                if exc.code == 11000 and await self.processed.find_one({"_id": env.id}) is not None:
-                    return False
-                raise
+        try:
+            await self._transaction([env])
+        except DuplicateKeyError:
+            if await self.processed.find_one({"_id": env.id}) is not None:
+                return False
+            raise
+        except OperationFailure as exc:
+            if exc.code == 11000 and await self.processed.find_one({"_id": env.id}) is not None:
+                return False
+            raise
         return True
 
     async def park(self, record: Any, reason: str, error: str) -> None:

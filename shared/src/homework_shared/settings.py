@@ -182,6 +182,17 @@ class ServiceSettings(KafkaConnectionSettings):
         return self.jwt_secret is not None and (self.environment != "production" or self.jwt_allow_hs256_in_production)
 
 
+class ConsumerSettings(ServiceSettings):
+    """The settings of a service that consumes events: how its consumer reads and applies them."""
+
+    # Records per poll; the offsets are committed once per batch.
+    consumer_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # Consecutive records of one partition applied in one transaction (group commit); 1 = each alone.
+    consumer_group_size: int = Field(default=20, ge=1, le=200)
+    # Partitions of a batch applied at once (one client's events stay in order: one partition).
+    consumer_concurrency: int = Field(default=4, ge=1, le=64)
+
+
 def describe_validation_error(error: ValidationError) -> list[str]:
     """One line per problem, each naming the environment variable at fault."""
     problems = []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from homework_shared.settings import ServiceSettings
+from homework_shared.settings import ConsumerSettings
 
 
-class Settings(ServiceSettings):
+class Settings(ConsumerSettings):
     """The shared settings plus what the insights need: the reminder-effect window and the flag minimums."""
 
     service_name: str = "insights"
@@ -15,9 +15,5 @@ class Settings(ServiceSettings):
     http_port: int = 8003
     # A completion counts as "after a reminder" when it comes at most this many hours after one.
     reminder_effect_hours: float = Field(default=2.0, gt=0, le=168)
-    # Records per poll; the offsets are committed once per batch.
+    # Records per poll; the offsets are committed once per batch (at most 1,000 here).
     consumer_batch_size: int = Field(default=100, ge=1, le=1000)
-    # Consecutive records of one partition applied in one transaction (group commit); 1 = each alone.
-    consumer_group_size: int = Field(default=20, ge=1, le=200)
-    # Partitions applied at once within a batch (one client's events stay in order: one partition).
-    consumer_concurrency: int = Field(default=4, ge=1, le=64)

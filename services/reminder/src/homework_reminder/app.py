@@ -17,7 +17,7 @@ from homework_reminder.metrics import ReminderMetrics
 from homework_reminder.store import Store
 from homework_reminder.webhook import WebhookDelivery
 from homework_shared.clock import Clock
-from homework_shared.consumer import Apply, ConsumerMetrics, EventConsumer
+from homework_shared.consumer import Apply, EventConsumer
 from homework_shared.http import create_app
 from homework_shared.service import Runtime
 from homework_shared.settings import load_settings
@@ -28,22 +28,14 @@ VERSION = "1.0.0"
 
 def consume_assignments(rt: Runtime, settings: ReminderSettings, apply: Apply) -> EventConsumer:
     """``rt.consume(["assignment"], apply)`` with this service's group, batch, concurrency and group size."""
-    group = settings.consumer_group
-    consumer = EventConsumer(
-        broker=rt.broker,
-        client=rt.mongo,
-        db=rt.db,
-        topics=[rt.topics.assignment],
-        group=group,
-        dead_letter_topic=rt.topics.dead_letter(group),
-        apply=apply,
-        metrics=ConsumerMetrics(rt.registry),
+    return rt.consume(
+        ["assignment"],
+        apply,
+        group=settings.consumer_group,
         batch_size=settings.consumer_batch_size,
         concurrency=settings.consumer_concurrency,
         group_size=settings.consumer_group_size,
     )
-    rt.consumers.append(consumer)
-    return consumer
 
 
 def create(settings: ReminderSettings | None = None, clock: Clock | None = None) -> FastAPI:

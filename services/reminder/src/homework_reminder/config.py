@@ -8,14 +8,14 @@ import uuid
 
 from pydantic import Field
 
-from homework_shared.settings import ServiceSettings
+from homework_shared.settings import ConsumerSettings
 
 
 def _replica_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class ReminderSettings(ServiceSettings):
+class ReminderSettings(ConsumerSettings):
     """Read from environment variables (``HORIZON_DAYS``, ``LEASE_TTL_S``, ...)."""
 
     service_name: str = "reminder"
@@ -24,12 +24,6 @@ class ReminderSettings(ServiceSettings):
 
     # The Kafka consumer group reading the assignment stream (also names the dead-letter topic).
     consumer_group: str = Field(default="reminder", min_length=1, max_length=200)
-    # Records per poll; the offsets are committed once per batch.
-    consumer_batch_size: int = Field(default=100, ge=1, le=10_000)
-    # Consecutive records of one partition applied in one transaction (group commit); 1 = each alone.
-    consumer_group_size: int = Field(default=20, ge=1, le=200)
-    # Partitions of a batch applied at once (one client's events stay in order: one partition).
-    consumer_concurrency: int = Field(default=4, ge=1, le=64)
 
     # Occurrences and reminders are stored this far ahead of now, extended every ``extend_every_s``.
     horizon_days: float = Field(default=14.0, gt=0, le=366)

@@ -139,8 +139,7 @@ class Workers:
                     self.metrics.lateness.observe(seconds)
             return 0.0
         # Only a reminder due before the next poll matters: a later one is found by a later poll.
-        now = self.clock.now()
-        next_due = await self.store.next_due(before=now + timedelta(seconds=self.poll * self.clock.speed))
+        next_due = await self.store.next_due(before=self.clock.now() + timedelta(seconds=self.poll * self.clock.speed))
         if next_due is None:
             return self.poll
         await self._until(max(0.0, (next_due - self.clock.now()).total_seconds()))
