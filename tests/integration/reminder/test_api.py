@@ -155,20 +155,34 @@ async def test_a_snooze_fires_the_reminder_again_later_and_never_after_the_windo
     await assert_pending_gauge_exact(store)
 
 
-async def test_a_practice_sets_reads_and_removes_its_webhook(running: tuple[Deployment, FastAPI, Store, str]) -> None:
-    d, app, _, _ = running
+async def test_a_practice_admin_sets_and_removes_its_webhook_and_a_therapist_only_reads_it(
+    running: tuple[Deployment, FastAPI, Store, str],
+) -> None:
+    d, app, store, _ = running
+
+    async def public(host: str, port: int) -> list[str]:
+        return ["93.184.215.14"]  # example.org, without asking a DNS server the test machine may not reach
+
+    app.state.services.egress.resolve = public
+    admin = bearer("admin", "a1", d.practice)
     therapist = bearer("therapist", "t1", d.practice)
     url = f"/v1/practices/{d.practice}/webhook"
+    body = {"url": "https://example.org/hook", "secret": "s" * 32}
     async with d.http(app) as http:
-        put = await http.put(url, json={"url": "https://example.org/hook", "secret": "s" * 32}, headers=therapist)
+        refused = await http.put(url, json=body, headers=therapist)
+        assert refused.status_code == 403, refused.text
+        assert await store.webhook(d.practice) is None
+        put = await http.put(url, json=body, headers=admin)
         assert put.status_code == 200, put.text
         assert "secret" not in put.json()
         assert (await http.get(url, headers=therapist)).json()["url"] == "https://example.org/hook"
-        short = await http.put(url, json={"url": "https://example.org/hook", "secret": "short"}, headers=therapist)
+        short = await http.put(url, json={"url": "https://example.org/hook", "secret": "short"}, headers=admin)
         assert short.status_code == 422
-        not_a_url = await http.put(url, json={"url": "ftp://x", "secret": "s" * 32}, headers=therapist)
+        not_a_url = await http.put(url, json={"url": "ftp://x", "secret": "s" * 32}, headers=admin)
         assert not_a_url.status_code == 422
-        assert (await http.delete(url, headers=therapist)).status_code == 204
+        assert (await http.delete(url, headers=therapist)).status_code == 403
+        assert (await http.get(url, headers=therapist)).status_code == 200
+        assert (await http.delete(url, headers=admin)).status_code == 204
         assert (await http.get(url, headers=therapist)).status_code == 404
 
 
@@ -199,10 +213,12 @@ async def test_the_jwt_rules_401_403_404(running: tuple[Deployment, FastAPI, Sto
         ("POST", path_of(rid), bearer("client", me, other_practice), {"minutes": 5}, 404),
         ("POST", path_of("no-such@2026-05-01T20:00#opens+0"), client, {"minutes": 5}, 404),
         ("GET", f"/v1/practices/{other_practice}/webhook", therapist, None, 404),
+        ("PUT", f"/v1/practices/{d.practice}/webhook", therapist, {"url": "https://x.org", "secret": "s" * 20}, 403),
+        ("DELETE", f"/v1/practices/{d.practice}/webhook", therapist, None, 403),
         (
             "PUT",
             f"/v1/practices/{other_practice}/webhook",
-            therapist,
+            bearer("admin", "a9", d.practice),
             {"url": "https://x.org", "secret": "s" * 20},
             404,
         ),

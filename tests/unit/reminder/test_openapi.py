@@ -47,7 +47,9 @@ def test_every_route_documents_its_errors_with_the_shared_error_body() -> None:
         ("get", "/v1/me/reminders", "therapist", 403),
         ("get", "/v1/practices/p1/webhook", "client", 403),
         ("get", "/v1/practices/p2/webhook", "therapist", 404),
-        ("delete", "/v1/practices/p2/webhook", "therapist", 404),
+        ("delete", "/v1/practices/p2/webhook", "admin", 404),
+        ("delete", "/v1/practices/p1/webhook", "therapist", 403),  # only an admin sets or deletes the webhook
+        ("put", "/v1/practices/p1/webhook", "therapist", 403),
         ("get", "/v1/clients/c1/preferences", None, 401),
     ],
 )
@@ -65,7 +67,7 @@ async def test_answers_given_before_any_database_access_are_documented(
 
 async def test_an_invalid_body_answers_the_documented_error_shape() -> None:
     app, doc = app_and_openapi()
-    token = mint_token(sub="t1", role="therapist", practice_id="p1")
+    token = mint_token(sub="a1", role="admin", practice_id="p1")
     response = await send(app, "PUT", "/v1/practices/p1/webhook", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 422
     assert response.json()["error"] == "validation_failed"

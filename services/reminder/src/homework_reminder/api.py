@@ -1,9 +1,10 @@
 """HTTP routes under ``/v1``: upcoming reminders, client preferences, snooze, and each practice's webhook.
 
 Who may do what: a client sees and changes only their own reminders and preferences; a therapist
-or admin those of their practice's clients; a webhook belongs to its practice's therapists and
-admins. Another practice's (or another client's) resource answers 404, never 403; a role that may
-never do something answers 403. Reminder ids contain ``#``: send it percent-encoded (``%23``).
+or admin those of their practice's clients; a practice's therapists and admins read its webhook,
+only its admins set or delete it. Another practice's (or another client's) resource answers 404,
+never 403; a role that may never do something answers 403. Reminder ids contain ``#``: send it
+percent-encoded (``%23``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,19 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_reminder.config import ReminderSettings
 from homework_reminder.domain import QuietHours
+from homework_reminder.egress import AddressRefused, EgressGuard
 from homework_reminder.handlers import Scheduler
 from homework_reminder.store import Doc, Store
-from homework_shared.auth import ClientDep, Principal, PrincipalDep, Role, TherapistDep, can_see_client
+from homework_reminder.webhook_secrets import SecretBox
+from homework_shared.auth import (
+    ClientDep,
+    Principal,
+    PrincipalDep,
+    Role,
+    TherapistDep,
+    can_see_client,
+    require_role,
+)
 from homework_shared.clock import Clock
 from homework_shared.errors import NotFound, Unprocessable
 from homework_shared.events import Channel, HomeworkKind
@@ -67,6 +78,8 @@ class Services:
     mongo: MongoClient
     clock: Clock
     settings: ReminderSettings
+    egress: EgressGuard
+    secrets: SecretBox
 
 
 def services(request: Request) -> Services:
@@ -75,6 +88,7 @@ def services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(services)]
+AdminDep = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 
 
 # ---------------------------------------------------------------------- models
@@ -288,16 +302,25 @@ async def put_preferences(
 
 
 @router.put("/practices/{practice_id}/webhook", response_model=WebhookPublic, responses=answers(400, 403, 404))
-async def put_webhook(
-    practice_id: str, body: WebhookUpdate, svc: ServicesDep, principal: TherapistDep
-) -> WebhookPublic:
-    """Set where the practice's reminders with the ``webhook`` channel are delivered, and the signing secret."""
+async def put_webhook(practice_id: str, body: WebhookUpdate, svc: ServicesDep, principal: AdminDep) -> WebhookPublic:
+    """Set where the practice's reminders with the ``webhook`` channel are delivered, and the signing secret (admin).
+
+    The URL's host must resolve only to public unicast addresses (422 ``webhook_address_refused``
+    otherwise); the secret is stored encrypted and never returned.
+    """
     _own_practice(principal, practice_id)
     if svc.settings.environment == "production" and body.url.scheme != "https":
         raise Unprocessable("webhook_not_https", "url: a webhook must use https in production")
-    doc = await svc.store.set_webhook(
-        practice_id, str(body.url), body.secret.get_secret_value(), principal.sub, svc.clock.now()
-    )
+    if body.url.username or body.url.password:
+        raise Unprocessable("webhook_credentials_in_url", "url: put no credentials in the URL; the secret signs")
+    try:
+        await svc.egress.checked_addresses(body.url.host or "", body.url.port or 443)
+    except AddressRefused as exc:
+        raise Unprocessable(
+            "webhook_address_refused", f"url: {exc}; a webhook must reach the public internet"
+        ) from None
+    ciphertext = svc.secrets.seal(body.secret.get_secret_value())
+    doc = await svc.store.set_webhook(practice_id, str(body.url), ciphertext, principal.sub, svc.clock.now())
     return WebhookPublic(practice_id=practice_id, url=doc["url"], updated_at=doc["updated_at"])
 
 
@@ -312,8 +335,8 @@ async def get_webhook(practice_id: str, svc: ServicesDep, principal: TherapistDe
 
 
 @router.delete("/practices/{practice_id}/webhook", status_code=204, responses=answers(403, 404))
-async def delete_webhook(practice_id: str, svc: ServicesDep, principal: TherapistDep) -> Response:
-    """Stop delivering to the practice's webhook."""
+async def delete_webhook(practice_id: str, svc: ServicesDep, principal: AdminDep) -> Response:
+    """Stop delivering to the practice's webhook (admin)."""
     _own_practice(principal, practice_id)
     if not await svc.store.delete_webhook(practice_id):
         raise NotFound("webhook_not_found", "the practice has no webhook")

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from homework_reminder import api
 from homework_reminder.config import ReminderSettings
+from homework_reminder.egress import EgressGuard, GuardedTransport
 from homework_reminder.firing import Firing
 from homework_reminder.handlers import Scheduler
 from homework_reminder.loops import Workers
@@ -16,6 +17,7 @@ from homework_reminder.messaging import assignment_events
 from homework_reminder.metrics import ReminderMetrics
 from homework_reminder.store import Store
 from homework_reminder.webhook import WebhookDelivery
+from homework_reminder.webhook_secrets import SecretBox, reseal
 from homework_shared.clock import Clock
 from homework_shared.consumer import Apply, EventConsumer
 from homework_shared.http import create_app
@@ -48,13 +50,17 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
     scheduler = Scheduler(store, rt.outbox, rt.clock, settings, metrics)
     firing = Firing(store, rt.mongo, rt.outbox, scheduler, rt.clock, settings)
     consume_assignments(rt, settings, assignment_events(scheduler))
-    http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
+    egress = EgressGuard(allow_private=settings.webhook_allow_private_networks)
+    secrets = SecretBox.from_settings(settings)
+    http = httpx.AsyncClient(
+        transport=GuardedTransport(egress), timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False
+    )
     workers = Workers(
         store=store,
         mongo=rt.mongo,
         scheduler=scheduler,
         firing=firing,
-        delivery=WebhookDelivery(store, settings, http, metrics),
+        delivery=WebhookDelivery(store, settings, http, metrics, secrets),
         clock=rt.clock,
         settings=settings,
         metrics=metrics,
@@ -62,6 +68,7 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
 
     async def on_start() -> None:
         await store.ensure_indexes()
+        await reseal(store, secrets)  # plaintext secrets from before encryption, and any under a rotated-out key
         workers.start()
 
     async def on_stop() -> None:
@@ -73,7 +80,7 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
     app.state.workers = workers
     app.state.firing = firing
     app.state.reminder_metrics = metrics
-    app.state.services = api.Services(store, scheduler, rt.mongo, rt.clock, settings)
+    app.state.services = api.Services(store, scheduler, rt.mongo, rt.clock, settings, egress, secrets)
 
     @app.get("/asyncapi.json", include_in_schema=False)
     async def asyncapi() -> dict[str, Any]:

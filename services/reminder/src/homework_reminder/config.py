@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from typing import Self
 
-from pydantic import Field
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, model_validator
 
 from homework_shared.settings import ConsumerSettings
+
+DEV_WEBHOOK_SECRET_KEY = "ZGV2LW9ubHktd2ViaG9vay1rZXktY2hhbmdlLW1lLTA="  # noqa: S105 - public, refused in production
+"""The Fernet key development and tests use when ``WEBHOOK_SECRET_KEYS`` is unset; refused elsewhere."""
 
 
 def _replica_id() -> str:
@@ -50,3 +55,37 @@ class ReminderSettings(ConsumerSettings):
     webhook_base_delay_s: float = Field(default=1.0, gt=0)
     webhook_max_delay_s: float = Field(default=300.0, gt=0)
     webhook_concurrency: int = Field(default=10, ge=1, le=200)
+    # Lifts the rule that a webhook URL must resolve to public unicast addresses, for a receiver on the
+    # developer's machine (127.0.0.1). Refused unless ENVIRONMENT=development.
+    webhook_allow_private_networks: bool = False
+    # Fernet keys (comma-separated, urlsafe base64 of 32 bytes) that encrypt practices' webhook secrets at
+    # rest: the first encrypts, all decrypt (rotation: put the new key first). Required outside development
+    # and test, where a public development key is used when unset.
+    webhook_secret_keys: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _webhook_rules(self) -> Self:
+        if self.webhook_allow_private_networks and self.environment != "development":
+            raise ValueError(
+                "WEBHOOK_ALLOW_PRIVATE_NETWORKS: private network webhooks are allowed only with ENVIRONMENT=development"
+            )
+        keys = self.webhook_secret_key_list()
+        if not keys:
+            if self.environment not in ("development", "test"):
+                raise ValueError("WEBHOOK_SECRET_KEYS: set at least one Fernet key outside development")
+            return self
+        if self.environment not in ("development", "test") and DEV_WEBHOOK_SECRET_KEY in keys:
+            raise ValueError("WEBHOOK_SECRET_KEYS: the development key is refused outside development")
+        for position, key in enumerate(keys, start=1):
+            try:
+                Fernet(key)
+            except ValueError:
+                raise ValueError(
+                    f"WEBHOOK_SECRET_KEYS: key {position} is not a Fernet key (32 url-safe base64-encoded bytes)"
+                ) from None
+        return self
+
+    def webhook_secret_key_list(self) -> list[str]:
+        """The configured Fernet keys, the encrypting one first (empty when unset)."""
+        raw = self.webhook_secret_keys.get_secret_value() if self.webhook_secret_keys else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]

@@ -214,10 +214,27 @@ class Store:
     async def webhook(self, practice_id: str) -> Doc | None:
         return await self.webhooks.find_one({"_id": practice_id})
 
-    async def set_webhook(self, practice_id: str, url: str, secret: str, by: str, at: datetime) -> Doc:
-        doc = {"_id": practice_id, "url": url, "secret": secret, "updated_at": at, "updated_by": by}
+    async def set_webhook(self, practice_id: str, url: str, secret_ciphertext: str, by: str, at: datetime) -> Doc:
+        """Set a practice's webhook; the secret arrives encrypted (``webhook_secrets.SecretBox``)."""
+        doc = {
+            "_id": practice_id,
+            "url": url,
+            "secret_ciphertext": secret_ciphertext,
+            "updated_at": at,
+            "updated_by": by,
+        }
         await self.webhooks.replace_one({"_id": practice_id}, doc, upsert=True)
         return doc
+
+    async def reseal_webhook_secret(self, webhook: Doc, secret_ciphertext: str) -> bool:
+        """Replace the secret of ``webhook`` (as read) with ``secret_ciphertext``; False if it changed meanwhile."""
+        unchanged = {"_id": webhook["_id"], "updated_at": webhook["updated_at"]}
+        for field in ("secret", "secret_ciphertext"):
+            unchanged[field] = webhook.get(field, {"$exists": False})
+        result = await self.webhooks.update_one(
+            unchanged, {"$set": {"secret_ciphertext": secret_ciphertext}, "$unset": {"secret": ""}}
+        )
+        return result.modified_count == 1
 
     async def delete_webhook(self, practice_id: str) -> bool:
         return (await self.webhooks.delete_one({"_id": practice_id})).deleted_count > 0

@@ -15,6 +15,11 @@ timeout, a refused connection) is retried after ``base * 2**(attempt-1)`` second
 ``webhook_max_attempts``; then the delivery is ``failed``. Failures are counted in
 ``webhook_failures_total``. Back-off runs on real time, not the platform clock: it is about the
 receiver's recovery, and a sped-up demo clock must not hammer it.
+
+Each connect goes through ``egress.GuardedTransport``: a host that now resolves to a private,
+loopback or link-local address (DNS rebinding) is never connected to; the delivery fails at once
+with reason ``blocked_address``. Secrets are stored encrypted (``webhook_secrets``) and decrypted
+only to sign.
 """
 
 from __future__ import annotations
@@ -33,8 +38,10 @@ import httpx
 from pymongo import ASCENDING
 
 from homework_reminder.config import ReminderSettings
+from homework_reminder.egress import AddressRefused
 from homework_reminder.metrics import ReminderMetrics
 from homework_reminder.store import EPOCH, Doc, Store
+from homework_reminder.webhook_secrets import SecretBox, SecretUnreadable
 from homework_shared.events import ReminderSent
 
 log = logging.getLogger(__name__)
@@ -79,9 +86,15 @@ class WebhookDelivery:
     """Claims due deliveries with a lease, sends them concurrently, records the outcome."""
 
     def __init__(
-        self, store: Store, settings: ReminderSettings, http: httpx.AsyncClient, metrics: ReminderMetrics
+        self,
+        store: Store,
+        settings: ReminderSettings,
+        http: httpx.AsyncClient,
+        metrics: ReminderMetrics,
+        secrets: SecretBox,
     ) -> None:
         self.store = store
+        self.secrets = secrets
         self.settings = settings
         self.http = http
         self.metrics = metrics
@@ -151,15 +164,25 @@ class WebhookDelivery:
         if hook is None:
             await self._failed(delivery, attempt, "not_configured", "the practice has no webhook", final=True)
             return
+        try:
+            secret = self.secrets.reveal(hook)
+        except SecretUnreadable as exc:
+            log.error("%s: put its key back in WEBHOOK_SECRET_KEYS", exc)
+            await self._failed(delivery, attempt, "secret_unreadable", str(exc))
+            return
         body = cloudevent_body(delivery, self.source)
         headers = {
             "Content-Type": "application/cloudevents+json",
-            SIGNATURE_HEADER: sign(hook["secret"], int(time.time()), body),
+            SIGNATURE_HEADER: sign(secret, int(time.time()), body),
             "X-Homework-Event-Id": delivery["_id"],
             "User-Agent": "homework-reminder-webhook/1",
         }
         try:
             response = await self.http.post(hook["url"], content=body, headers=headers)
+        except AddressRefused as exc:
+            log.warning("webhook delivery %s refused: %s", delivery["_id"], exc)
+            await self._failed(delivery, attempt, "blocked_address", f"refused: {exc}", final=True)
+            return
         except httpx.HTTPError as exc:
             await self._failed(delivery, attempt, "connection", f"{type(exc).__name__}: {exc}")
             return
