@@ -86,6 +86,10 @@ MEANINGS: dict[str, str] = {
     "WEBHOOK_BASE_DELAY_S": "Delay before the first webhook retry; later retries wait longer, up to the maximum.",
     "WEBHOOK_MAX_DELAY_S": "Longest retry delay of a webhook.",
     "WEBHOOK_CONCURRENCY": "Webhook deliveries in flight at once per replica.",
+    "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "Let webhook URLs resolve to loopback, private and link-local addresses "
+    "(a receiver on the developer's machine). Refused unless `ENVIRONMENT=development`.",
+    "WEBHOOK_SECRET_KEYS": "Comma-separated Fernet keys encrypting practices' webhook secrets at rest: the first "
+    "encrypts, all decrypt (rotation: docs/deploy.md). Required outside development and test.",
     "REMINDER_EFFECT_HOURS": "A completion counts as after a reminder when it comes at most this many hours after one.",
 }
 

@@ -30,6 +30,7 @@ from tests.unit.deploy.files import (
 
 KUBERNETES_VERSIONS = ("1.29", "1.33")
 PLACEHOLDER_MONGODB_URI = "mongodb://user:password@mongodb-0.mongodb:27017/?replicaSet=rs0"
+PLACEHOLDER_FERNET_KEY = "cHJvZHVjdGlvbi1wbGFjZWhvbGRlci1rZXktMDAwMDA="
 POD_KINDS = ("Deployment", "Job")
 
 
@@ -59,8 +60,8 @@ def settings_env(overlay: str, service: str) -> dict[str, str]:
         if source.value is not None:
             env[name] = source.value
         elif source.kind == "secret" and not source.optional:
-            assert name == "MONGODB_URI", f"no placeholder for the external secret {name}"
-            env[name] = PLACEHOLDER_MONGODB_URI
+            assert name in ("MONGODB_URI", "WEBHOOK_SECRET_KEYS"), f"no placeholder for the external secret {name}"
+            env[name] = PLACEHOLDER_MONGODB_URI if name == "MONGODB_URI" else PLACEHOLDER_FERNET_KEY
     return env
 
 
