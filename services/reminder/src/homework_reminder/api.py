@@ -9,6 +9,7 @@ percent-encoded (``%23``).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Annotated, Any
@@ -314,7 +315,10 @@ async def put_webhook(practice_id: str, body: WebhookUpdate, svc: ServicesDep, p
     if body.url.username or body.url.password:
         raise Unprocessable("webhook_credentials_in_url", "url: put no credentials in the URL; the secret signs")
     try:
-        await svc.egress.checked_addresses(body.url.host or "", body.url.port or 443)
+        async with asyncio.timeout(svc.settings.webhook_timeout_s):
+            await svc.egress.checked_addresses(body.url.host or "", body.url.port or 443)
+    except TimeoutError:
+        raise Unprocessable("webhook_address_refused", f"url: {body.url.host} did not resolve in time") from None
     except AddressRefused as exc:
         raise Unprocessable(
             "webhook_address_refused", f"url: {exc}; a webhook must reach the public internet"
