@@ -23,6 +23,7 @@ from homework_assignment.domain import (
     once_schedule,
 )
 from homework_shared.events.values import (
+    LOCAL_DATE_TIME_PATTERN,
     Barrier,
     CompletionStatus,
     ExposureStep,
@@ -361,8 +362,6 @@ def decode_cursor(value: str | None) -> str | None:
 
 
 # ---------------------------------------------------------------- OpenAPI
-
-LOCAL_DATE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?$"
 
 
 def describe_local_times(node: Any) -> None:

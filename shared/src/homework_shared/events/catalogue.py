@@ -83,6 +83,14 @@ fields**. Removing or renaming a field, changing its type or bounds, or making i
 publishes a new type (`...v2`), beside the old one for a while. Decode tolerantly: ignore
 fields you do not know (`homework_shared.events.decode` does). `make schemas` enforces this.
 
+A **correction** is a revision that describes the same values more truly, with a note
+(`x-revision-note` in the schema) saying what was corrected. Revision 2 of the types that carry
+local wall times (`local_start`, a schedule's `starts_at`, `until`, `opens_at`, `due_at`) is one:
+revision 1 marked them `"format": "date-time"`, which means RFC 3339 with an offset, so a
+validator enforcing formats refused them; they never carried an offset. Revision 2 describes them
+by the pattern `YYYY-MM-DDTHH:MM[:SS[.ffffff]]` and `x-local-time: true`: read them as wall
+time in the event's (or schedule's) `timezone`. Validate against the latest revision.
+
 ## Health data
 
 Fields marked *free text* (notes, reflections, barrier text, thought-record fields) are
@@ -113,8 +121,10 @@ def _type_of(node: dict[str, Any], defs: dict[str, Any]) -> str:
     t = node.get("type", "any")
     if t == "array":
         return f"list of {_type_of(node.get('items', {}), defs)}"
+    if t == "string" and node.get(LOCAL_TIME):
+        return "local date-time (no offset)"
     if t == "string" and node.get("format") == "date-time":
-        return "local date-time (no offset)" if node.get(LOCAL_TIME) else "instant (RFC 3339, UTC offset)"
+        return "instant (RFC 3339, UTC offset)"
     if t == "string" and node.get("format"):
         return f"string ({node['format']})"
     return str(t)

@@ -8,6 +8,15 @@ subscriber. ``check`` fails when the models and the committed schemas differ.
 The rule (full compatibility, checked against every earlier revision): fields already
 published keep their name, their type, their bounds and whether they are required; a new
 revision may only add optional fields. Anything else needs a new major type (``...v2``).
+
+One kind of change is a *correction*, not a break: a schema that described the values wrongly
+while the values themselves never changed. A correction is published as a new revision that
+carries a note (``x-revision-note``) saying what was corrected; ``check`` refuses a correction
+without one. The corrections known here (``CORRECTIONS``):
+
+* local wall times (``x-local-time``) were published as ``"format": "date-time"``, which JSON
+  Schema defines as RFC 3339, offset required; they never carry one, so a validator enforcing
+  formats refused every event with one. Revision 2 describes them with a pattern instead.
 """
 
 from __future__ import annotations
@@ -20,8 +29,18 @@ from typing import Any
 
 from homework_shared.events.base import HomeworkEvent
 from homework_shared.events.catalog import EVENT_CLASSES
+from homework_shared.events.values import LOCAL_DATE_TIME_PATTERN, LOCAL_TIME
 
 DEFAULT_DIR = Path("shared/schemas")
+NOTE = "x-revision-note"
+LOCAL_TIME_CORRECTION = (
+    'Correction: local wall times (x-local-time) were described as "format": "date-time", but they '
+    "carry no offset and RFC 3339 requires one, so a validator enforcing formats refused them. "
+    "They are now described by a pattern (ISO 8601 date and time without offset). The values "
+    "sent never changed."
+)
+CORRECTIONS = {LOCAL_TIME_CORRECTION}
+"""The notes a correcting revision may carry; each names a change ``breaking_changes`` lets through."""
 
 
 def schema_of(cls: type[HomeworkEvent]) -> dict[str, Any]:
@@ -60,11 +79,29 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
 
 
 def breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Why ``new`` would break a subscriber of ``old`` (empty when compatible)."""
-    return _compare(_resolve(old, old.get("$defs", {})), _resolve(new, new.get("$defs", {})), "")
+    """Why ``new`` would break a subscriber of ``old`` (empty when compatible; corrections are not breaks)."""
+    return _compare(_resolve(old, old.get("$defs", {})), _resolve(new, new.get("$defs", {})), "", [])
 
 
-def _compare(old: Any, new: Any, path: str) -> list[str]:
+def corrections(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Where ``new`` corrects ``old`` (``CORRECTIONS``); such a revision must carry its note."""
+    found: list[str] = []
+    _compare(_resolve(old, old.get("$defs", {})), _resolve(new, new.get("$defs", {})), "", found)
+    return found
+
+
+def _is_local_time_correction(key: str, old_node: dict[str, Any], new_node: dict[str, Any]) -> bool:
+    """A local wall time's ``format: date-time`` replaced by the local date-time pattern."""
+    if not (old_node.get(LOCAL_TIME) and new_node.get(LOCAL_TIME)):
+        return False
+    if key == "format":
+        return old_node.get("format") == "date-time" and "format" not in new_node
+    if key == "pattern":
+        return "pattern" not in old_node and new_node.get("pattern") == LOCAL_DATE_TIME_PATTERN
+    return False
+
+
+def _compare(old: Any, new: Any, path: str, fixes: list[str]) -> list[str]:
     where = path or "(root)"
     if not isinstance(old, dict) or not isinstance(new, dict):
         return [] if old == new else [f"{where}: changed from {old!r} to {new!r}"]
@@ -80,17 +117,17 @@ def _compare(old: Any, new: Any, path: str) -> list[str]:
             if (name in old_req) != (name in new_req):
                 state = "required" if name in new_req else "optional"
                 problems.append(f"{here}: made {state}")
-            problems += _compare(old_field, new_props[name], here)
+            problems += _compare(old_field, new_props[name], here, fixes)
         for name in new_props.keys() - old_props.keys():
             if name in new_req:
                 problems.append(f"{path + '.' if path else ''}{name}: new field is required")
         rest_old = {k: v for k, v in old.items() if k not in ("properties", "required")}
         rest_new = {k: v for k, v in new.items() if k not in ("properties", "required")}
-        return problems + _compare_keys(rest_old, rest_new, path)
-    return _compare_keys(old, new, path)
+        return problems + _compare_keys(rest_old, rest_new, path, fixes)
+    return _compare_keys(old, new, path, fixes)
 
 
-def _compare_keys(old: dict[str, Any], new: dict[str, Any], path: str) -> list[str]:
+def _compare_keys(old: dict[str, Any], new: dict[str, Any], path: str, fixes: list[str]) -> list[str]:
     problems: list[str] = []
     for key in sorted(old.keys() | new.keys()):
         if key.startswith("x-") or key in ("$id",):
@@ -101,9 +138,11 @@ def _compare_keys(old: dict[str, Any], new: dict[str, Any], path: str) -> list[s
                 problems.append(f"{path or '(root)'}: {key} changed from {len(a)} to {len(b)} alternatives")
             else:
                 for i, (x, y) in enumerate(zip(a, b, strict=True)):
-                    problems += _compare(x, y, f"{path}[{key} {i}]")
+                    problems += _compare(x, y, f"{path}[{key} {i}]", fixes)
         elif isinstance(a, dict) and isinstance(b, dict):
-            problems += _compare(a, b, f"{path}[{key}]" if key != "items" else f"{path}[]")
+            problems += _compare(a, b, f"{path}[{key}]" if key != "items" else f"{path}[]", fixes)
+        elif a != b and _is_local_time_correction(key, old, new):
+            fixes.append(f"{path or '(root)'}: {key}")
         elif a != b:
             problems.append(f"{path or '(root)'}: {key} changed from {a!r} to {b!r}")
     return problems
@@ -128,7 +167,9 @@ def check(folder: Path) -> list[str]:
             for j, newer in enumerate(history[i + 1 :], start=i + 1):
                 for p in breaking_changes(older, newer):
                     problems.append(f"{cls.event_type}: r{j + 1} breaks r{i + 1}: {p}")
-        if history[-1] != schema_of(cls):
+                if j == i + 1 and corrections(older, newer) and newer.get(NOTE) not in CORRECTIONS:
+                    problems.append(f"{cls.event_type}: r{j + 1} corrects r{i + 1} without its note ({NOTE})")
+        if _without_note(history[-1]) != schema_of(cls):
             problems.append(
                 f"{cls.event_type}: the model differs from the committed schema r{len(history)} (run `make schemas`)"
             )
@@ -141,7 +182,7 @@ def write(folder: Path) -> list[str]:
     for cls in EVENT_CLASSES:
         current = schema_of(cls)
         history = revisions(folder, cls.event_type)
-        if history and history[-1] == current:
+        if history and _without_note(history[-1]) == current:
             continue
         problems = [p for old in history for p in breaking_changes(old, current)]
         if problems:
@@ -150,12 +191,18 @@ def write(folder: Path) -> list[str]:
                 + "\n  - ".join(sorted(set(problems)))
             )
             continue
+        if history and corrections(history[-1], current):
+            current = {**current, NOTE: LOCAL_TIME_CORRECTION}
         tdir = folder / cls.event_type
         tdir.mkdir(parents=True, exist_ok=True)
         path = tdir / f"r{len(history) + 1}.json"
         path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
         print(f"wrote {path}")
     return refused
+
+
+def _without_note(schema: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in schema.items() if k != NOTE}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import AfterValidator, AnyUrl, AwareDatetime, Field, NaiveDatetime, model_validator
+from pydantic.config import JsonDict
 
 from homework_shared.events.base import ContractModel
 
@@ -17,10 +18,24 @@ FreeText = Annotated[str, Field(min_length=1, max_length=4000, json_schema_extra
 Score10 = Annotated[int, Field(ge=0, le=10)]
 Score100 = Annotated[int, Field(ge=0, le=100)]
 LOCAL_TIME = "x-local-time"
+LOCAL_DATE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?$"
+"""What a local wall time looks like on the wire: ISO 8601 date and time, no offset (``2026-03-29T20:00:00``)."""
+
+
+def _describe_local_time(schema: JsonDict) -> None:
+    # Pydantic calls a naive datetime "format": "date-time", which JSON Schema defines as RFC 3339,
+    # where the offset is required: a validator enforcing formats would refuse every such value.
+    # A pattern says what is sent. (Revision 2 of the schemas corrects revision 1; see schemas.py.)
+    schema.pop("format", None)
+    schema["pattern"] = LOCAL_DATE_TIME_PATTERN
+    schema[LOCAL_TIME] = True
+
+
 LocalDateTime = Annotated[
     NaiveDatetime,
     Field(
-        description="Wall-clock time in the client's time zone, without offset", json_schema_extra={LOCAL_TIME: True}
+        description="Wall-clock time in the client's time zone, without offset",
+        json_schema_extra=_describe_local_time,
     ),
 ]
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@\-]*$")]
