@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -116,3 +116,20 @@ async def test_a_summary_period_is_validated_and_a_retry_with_the_same_key_retur
     assert first.json()["first_day"] == "2026-03-21"
     listed = (await s.http.get(url, headers=s.auth())).json()
     assert len(listed) == 1
+
+
+async def test_a_summary_answers_with_the_millisecond_timestamps_it_stores(known_client: Service) -> None:
+    s = known_client
+    s.clock.set(s.clock.now() + timedelta(microseconds=123_456))
+    url = f"/v1/clients/{CLIENT}/summaries"
+    body = {"from": "2026-03-21T00:00:00.987654Z", "to": "2026-03-27T00:00:00.000999Z"}
+    made = await s.http.post(url, json=body, headers=s.auth())
+    assert made.status_code == 201, made.text
+    stored = await s.http.get(f"/v1/summaries/{made.json()['summary_id']}", headers=s.auth())
+    assert stored.status_code == 200
+    for name in ("generated_at", "period_start", "period_end"):
+        assert made.json()[name] == stored.json()[name], name
+    names = ("generated_at", "period_start", "period_end")
+    assert [datetime.fromisoformat(made.json()[name]).microsecond for name in names] == [123_000, 987_000, 0]
+    listed = (await s.http.get(url, headers=s.auth())).json()
+    assert listed[0]["generated_at"] == made.json()["generated_at"]

@@ -7,6 +7,7 @@ or reads summaries (403 for a client). Another practice's client or summary answ
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Request
@@ -100,6 +101,16 @@ class SummaryCreate(BaseModel):
     period_from: AwareDatetime | None = Field(default=None, alias="from")
     period_to: AwareDatetime | None = Field(default=None, alias="to")
 
+    @field_validator("period_from", "period_to")
+    @classmethod
+    def _to_millis(cls, value: datetime | None) -> datetime | None:
+        return to_millis(value) if value is not None else None
+
+
+def to_millis(instant: datetime) -> datetime:
+    """``instant`` cut to whole milliseconds, the precision MongoDB stores: the answer equals the stored copy."""
+    return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+
 
 def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
@@ -165,7 +176,7 @@ async def generate_summary(
             summary = await build_summary(
                 store,
                 client,
-                rt.clock.now(),
+                to_millis(rt.clock.now()),
                 start=period.period_from,
                 end=period.period_to,
                 generated_by=principal.sub,
