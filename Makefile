@@ -56,8 +56,8 @@ bench: install ## run every benchmark and write docs/benchmarks.md
 demo: install ## a week of homework in ~2 minutes: against `make run CLOCK_SPEED=7200` if running, else self-contained
 	$(PY) deploy/local/demo.py --run-json $(DEVSTACK_DIR)/run.json --out $(DEVSTACK_DIR)/demo
 
-token: install ## mint a development JWT: make token ROLE=therapist SUB=t1 PRACTICE=p1
-	@$(PY) -m homework_shared.auth.mint --role $(or $(ROLE),therapist) --sub $(or $(SUB),therapist-1) --practice $(or $(PRACTICE),practice-1)
+token: install ## mint a development JWT: make token ROLE=therapist SUB=t1 PRACTICE=p1 [TTL=3600 ISSUER=... AUDIENCE=...]
+	@$(PY) -m homework_shared.auth.mint --role $(or $(ROLE),therapist) --sub $(or $(SUB),therapist-1) --practice $(or $(PRACTICE),practice-1) $(if $(TTL),--ttl $(TTL)) $(if $(ISSUER),--issuer $(ISSUER)) $(if $(AUDIENCE),--audience $(AUDIENCE))
 
 clean: infra-down
 	rm -rf .venv .devstack .pytest_cache .mypy_cache .ruff_cache
