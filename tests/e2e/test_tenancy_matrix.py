@@ -7,6 +7,7 @@ called about practice A's client ``c-1`` (its assignments, occurrence, reminder,
 practice) by: no token, a garbage token, an ``alg: none`` token, an expired token, a role the
 route is not for, a therapist of practice B, another client of practice A (``c-2``), and the
 client ``c-1`` of practice B; and last by the owner, as a control that the route was reached.
+A route that names a client is also called by B's therapist about ``c-2``, a client only A has.
 
 Per cell: the status the table implies (401, 403, 404, or a success about the caller's own
 tenancy), a status the route documents, never a 5xx, and never a marker (id or title) of a
@@ -174,6 +175,8 @@ class Caller:
     practice: str | None = None
     role: str | None = None
     sub: str | None = None
+    # The client id this caller names in a ``{client_id}`` path, instead of the seeded ``c-1``.
+    names_client: str | None = None
 
     def may_see(self, owner: Seeded) -> bool:
         """The one tenancy rule: same practice, and a therapist or admin, or the client the object is about."""
@@ -243,6 +246,17 @@ class World:
             person("another client of the same practice", "client", "c-2", a),
             person("the same client id in another practice", "client", "c-1", b),
         ]
+        if expect.scope == "client" and "therapist" in expect.roles:
+            cells.append(
+                Caller(
+                    "therapist of another practice, about a client only A has",
+                    bearer(mint_token(sub="t-b", role="therapist", practice_id=b)),
+                    b,
+                    "therapist",
+                    "t-b",
+                    names_client="c-2",
+                )
+            )
         owner_sub = {"therapist": "t-a", "admin": "admin-a", "client": "c-1"}[owner_role]
         return cells, person("owner", owner_role, owner_sub, a)
 
@@ -356,6 +370,9 @@ def expected_statuses(expect: Expect, caller: Caller, success: int, practice_a: 
         return expect.owner_ok or frozenset({success})
     if expect.scope == "own":
         return frozenset({success})  # about the caller's own data; the markers check the rest
+    if expect.scope == "client" and caller.names_client:
+        # B does not know A's c-2: 404, or (a list) an empty success; the markers check that it is empty of A.
+        return frozenset({404, success})
     if expect.scope == "client" and caller.practice != practice_a:
         return frozenset({success})  # the caller's own practice's c-1: theirs to see, nothing of A's
     return frozenset({404})
@@ -365,6 +382,8 @@ def send(world: World, route: Route, expect: Expect, caller: Caller) -> tuple[ht
     """One request of the matrix; a 503 ``database_unavailable`` (an overloaded shared server) is retried."""
     service, method, path = route
     values = {name: world.ids[key] for name, key in expect.params.items()}
+    if caller.names_client and "client_id" in values:
+        values["client_id"] = caller.names_client
     url_path = path.format(**{name: quote(value, safe="") for name, value in values.items()})
     body = expect.body(world) if expect.body else None
     request_text = f"{values!r} {body!r}"
