@@ -6,10 +6,16 @@ code and content type, and a body valid against the service's own schema. Reques
 valid token of the role the route is for (a client on client routes, a therapist elsewhere), and
 half of them use identifiers that exist (a seeded assignment, occurrence, reminder, summary), so
 the fuzz reaches the code behind the 404s too.
+
+Each operation is fuzzed again by callers who are not the seeded practice's: no token, a therapist
+of another practice, another client of the same practice, and the same client id in another
+practice, always with the seeded identifiers. Besides the checks above, no response may carry a
+seeded id or title the request did not itself name.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 import zlib
@@ -32,6 +38,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.conftest import unique
+from tests.e2e.openapi import openapi_document
 from tests.e2e.system import Deployment, deploy, wait
 from tests.infra import Infra
 
@@ -43,9 +50,12 @@ CHECKS = [
     response_schema_conformance,
 ]
 MAX_EXAMPLES = 60
+# Each example of the outsiders' fuzz is sent once per outsider (four requests).
+OUTSIDER_EXAMPLES = 12
 DATABASE_RETRIES = 4
 CLIENT_ROUTES = re.compile(r"^/v1/me/|/completion$|/skip$|/snooze$")
 FUZZ_SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+OUTSIDER_SETTINGS = settings(max_examples=OUTSIDER_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 @dataclass
@@ -56,15 +66,36 @@ class FuzzTarget:
     therapist: str
     client: str
     known: dict[str, str] = field(default_factory=dict)
+    outsiders: dict[str, str | None] = field(default_factory=dict)
+    markers: list[str] = field(default_factory=list)
 
     def call(self, case: Any, service: str) -> None:
         """Send ``case`` with the token its route wants (and, for half the cases, real ids), then check it."""
         if zlib.crc32(repr(sorted((case.path_parameters or {}).items())).encode()) % 2 == 0:
-            for name, value in (case.path_parameters or {}).items():
-                if name in self.known and isinstance(value, str):
-                    case.path_parameters[name] = self.known[name]
+            self.use_known_ids(case)
         token = self.client if CLIENT_ROUTES.search(case.path) else self.therapist
-        headers = {"Authorization": f"Bearer {token}"}
+        self.send(case, service, {"Authorization": f"Bearer {token}"})
+
+    def call_as_outsiders(self, case: Any, service: str) -> None:
+        """Send ``case``, about the seeded ids, as each outsider: no 5xx, as documented, none of the seeded data."""
+        self.use_known_ids(case)
+        for name in [name for name in case.headers or {} if name.lower() == "authorization"]:
+            del case.headers[name]  # the outsider's own header (or none) is the only one sent
+        for outsider, token in self.outsiders.items():
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            response = self.send(case, service, headers)
+            named = repr((case.path_parameters, case.query, case.body))
+            leaked = [marker for marker in self.markers if marker in response.text and marker not in named]
+            assert not leaked, f"{outsider} got the seeded practice's {leaked}: {response.text[:300]}"
+
+    def use_known_ids(self, case: Any) -> None:
+        """Replace the generated path identifiers with the seeded ones of the same name."""
+        for name, value in (case.path_parameters or {}).items():
+            if name in self.known and isinstance(value, str):
+                case.path_parameters[name] = self.known[name]
+
+    def send(self, case: Any, service: str, headers: dict[str, str]) -> Any:
+        """One request, with the 503 retry below, validated against the document; the response."""
         for attempt in range(1, DATABASE_RETRIES + 1):
             response = case.call(base_url=self.deployment.processes[service].url, headers=headers, timeout=90)
             # A 503 database_unavailable (documented, with Retry-After) is what an overloaded shared server
@@ -74,6 +105,7 @@ class FuzzTarget:
                 break
             time.sleep(float(response.headers.get("Retry-After", "2")))
         case.validate_response(response, checks=CHECKS, headers=headers)
+        return response
 
 
 def _seed(d: Deployment, therapist: str, client: str, client_id: str, practice: str) -> dict[str, str]:
@@ -86,7 +118,7 @@ def _seed(d: Deployment, therapist: str, client: str, client_id: str, practice: 
     body = {
         "client_id": client_id,
         "kind": "mood_log",
-        "title": "Daily mood log",
+        "title": f"Daily mood log {unique('title')}",
         "instructions": "Rate your mood each evening.",
         "schedule": {
             "type": "recurring",
@@ -117,6 +149,7 @@ def _seed(d: Deployment, therapist: str, client: str, client_id: str, practice: 
         summary = http.post(f"{urls['insights']}/v1/clients/{client_id}/summaries", json={}, headers=auth_t)
         summary.raise_for_status()
     return {
+        "title": body["title"],
         "assignment_id": aid,
         "occurrence_id": occs[0]["occurrence_id"],
         "client_id": client_id,
@@ -136,6 +169,21 @@ def fuzz_target(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with deploy(infra, tmp_path_factory.mktemp("fuzz") / "logs") as d:
         target = FuzzTarget(d, therapist, client)
         target.known = _seed(d, therapist, client, client_id, practice)
+        elsewhere = unique("practice")
+        target.outsiders = {
+            "no token": None,
+            "therapist of another practice": mint_token(
+                sub=unique("therapist"), role="therapist", practice_id=elsewhere
+            ),
+            "another client of the same practice": mint_token(
+                sub=unique("client"), role="client", practice_id=practice
+            ),
+            "the same client id in another practice": mint_token(sub=client_id, role="client", practice_id=elsewhere),
+        }
+        # The seeded practice's data: ids and the title (not the client and practice ids, which an outsider may name).
+        target.markers = [
+            target.known[k] for k in ("title", "assignment_id", "occurrence_id", "reminder_id", "summary_id")
+        ]
         yield target
         for name, proc in d.processes.items():
             assert proc.alive(), f"{name} died during the fuzz; see {proc.logfile}"
@@ -143,20 +191,7 @@ def fuzz_target(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def openapi_of(service: str) -> Any:
     """The service's OpenAPI document, from its app object (nothing connects: the same document it serves)."""
-    from homework_assignment import app as assignment_app
-    from homework_assignment.config import Settings as AssignmentSettings
-    from homework_insights import app as insights_app
-    from homework_insights.config import Settings as InsightsSettings
-    from homework_reminder import app as reminder_app
-    from homework_reminder.config import ReminderSettings
-
-    unused = {"kafka_bootstrap_servers": "127.0.0.1:9", "mongodb_uri": "mongodb://127.0.0.1:9/"}
-    apps: dict[str, Any] = {
-        "assignment": lambda: assignment_app.create(AssignmentSettings(**unused)),
-        "reminder": lambda: reminder_app.create(ReminderSettings(**unused)),
-        "insights": lambda: insights_app.create(InsightsSettings(**unused)),
-    }
-    return schemathesis.openapi.from_dict(apps[service]().openapi())
+    return schemathesis.openapi.from_dict(copy.deepcopy(openapi_document(service)))
 
 
 assignment_schema = openapi_of("assignment")
@@ -180,6 +215,24 @@ def test_the_reminder_api_answers_as_documented(case: Any, fuzz_target: FuzzTarg
 @FUZZ_SETTINGS
 def test_the_insights_api_answers_as_documented(case: Any, fuzz_target: FuzzTarget) -> None:
     fuzz_target.call(case, "insights")
+
+
+@assignment_schema.parametrize()
+@OUTSIDER_SETTINGS
+def test_the_assignment_api_shows_outsiders_nothing_of_the_seeded_practice(case: Any, fuzz_target: FuzzTarget) -> None:
+    fuzz_target.call_as_outsiders(case, "assignment")
+
+
+@reminder_schema.parametrize()
+@OUTSIDER_SETTINGS
+def test_the_reminder_api_shows_outsiders_nothing_of_the_seeded_practice(case: Any, fuzz_target: FuzzTarget) -> None:
+    fuzz_target.call_as_outsiders(case, "reminder")
+
+
+@insights_schema.parametrize()
+@OUTSIDER_SETTINGS
+def test_the_insights_api_shows_outsiders_nothing_of_the_seeded_practice(case: Any, fuzz_target: FuzzTarget) -> None:
+    fuzz_target.call_as_outsiders(case, "insights")
 
 
 def test_the_services_stay_up_and_ready_after_the_fuzz(fuzz_target: FuzzTarget) -> None:

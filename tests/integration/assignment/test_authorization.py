@@ -112,21 +112,40 @@ async def test_without_a_valid_token_every_route_answers_401(
     await unchanged(svc, assignment)
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=IDS)
-async def test_a_role_the_route_is_not_for_gets_403(svc: Service, assignment: dict[str, Any], route: Route) -> None:
-    tokens = {
+def same_practice_tokens(svc: Service) -> dict[str, dict[str, str]]:
+    """A token of each role in the assignment's practice; the client is the assignment's own client."""
+    return {
         "therapist": svc.therapist,
         "admin": bearer("admin", unique("admin"), svc.practice),
         "client": svc.client,
     }
+
+
+WITH_A_REFUSED_ROLE = [r for r in ROUTES if r.roles != ANYONE]
+
+
+@pytest.mark.parametrize("route", WITH_A_REFUSED_ROLE, ids=[r.name for r in WITH_A_REFUSED_ROLE])
+async def test_a_role_the_route_is_not_for_gets_403(svc: Service, assignment: dict[str, Any], route: Route) -> None:
+    tokens = same_practice_tokens(svc)
     refused = sorted(set(tokens) - route.roles)
+    assert refused, f"{route.name} is open to every role; it belongs in the reads test below"
     for role in refused:
         response = await call(svc, route, assignment, tokens[role])
         assert response.status_code == 403, (role, response.text)
         assert response.json()["error"] == "forbidden"
     await unchanged(svc, assignment)
-    if route.roles == ANYONE:
-        assert refused == []
+
+
+READS = [r for r in ROUTES if r.method == "GET"]
+
+
+@pytest.mark.parametrize("route", READS, ids=[r.name for r in READS])
+async def test_every_role_a_read_is_for_gets_200(svc: Service, assignment: dict[str, Any], route: Route) -> None:
+    # The other side of the 403s: a route open to anyone is open to each role, and a
+    # therapists' or clients' read lets its own roles through (writes are tested elsewhere).
+    tokens = same_practice_tokens(svc)
+    answers = {role: (await call(svc, route, assignment, tokens[role])).status_code for role in sorted(route.roles)}
+    assert answers == dict.fromkeys(sorted(route.roles), 200)
 
 
 ABOUT_AN_ASSIGNMENT = [r for r in ROUTES if r.about_an_assignment]

@@ -7,11 +7,13 @@ from enum import StrEnum
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from homework_shared.settings import ServiceSettings
 
 REQUIRED_CLAIMS = ("exp", "iss", "aud", "sub", "role", "practice_id")
-ASYMMETRIC_ALGORITHMS = ("RS256",)
+ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
 
 
 class Role(StrEnum):
@@ -40,7 +42,12 @@ class AuthError(Exception):
 
 
 class TokenVerifier:
-    """Verifies bearer tokens: HS256 with a shared secret, RS256 with a PEM public key or keys from a JWKS URL."""
+    """Verifies bearer tokens: HS256 with a shared secret; RS256 or ES256 with a PEM public key or a JWKS URL.
+
+    The algorithm a token names in its header must be the one its key is for: an RSA key verifies
+    only RS256, a P-256 key only ES256, a secret only HS256. So no token can pick a key's other
+    use (HS256 over a public key's text, or ``alg: none``). PyJWT does the signature checks.
+    """
 
     def __init__(
         self,
@@ -58,7 +65,8 @@ class TokenVerifier:
         self.audience = audience
         self.leeway_s = leeway_s
         self._secret = secret
-        self._public_key = public_key
+        self._public_key = load_pem_public_key(public_key.encode()) if public_key else None
+        self._public_key_algorithm = _algorithm_of(self._public_key) if self._public_key else None
         self._jwks = jwt.PyJWKClient(jwks_url, timeout=5) if jwks_url else None
 
     @classmethod
@@ -109,11 +117,24 @@ class TokenVerifier:
         algorithm = jwt.get_unverified_header(token).get("alg")
         if algorithm == "HS256" and self._secret:
             return self._secret, algorithm
-        if algorithm in ASYMMETRIC_ALGORITHMS and self._public_key:
+        if algorithm in ASYMMETRIC_ALGORITHMS and algorithm == self._public_key_algorithm:
             return self._public_key, algorithm
         if algorithm in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
-            return self._jwks.get_signing_key_from_jwt(token).key, algorithm
+            signing_key = self._jwks.get_signing_key_from_jwt(token)
+            # The key's own type (or its JWK "alg") decides: an RS256 header over an EC key is refused.
+            if signing_key.algorithm_name != algorithm:
+                raise AuthError(f"algorithm {algorithm} does not match the signing key")
+            return signing_key.key, algorithm
         raise AuthError(f"algorithm not accepted: {algorithm}")
+
+
+def _algorithm_of(key: object) -> str:
+    """The one algorithm a PEM public key verifies: RS256 for RSA, ES256 for P-256; other keys are refused."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ES256"
+    raise ValueError("JWT_PUBLIC_KEY: an RSA or EC P-256 public key is required")
 
 
 def _principal_from(claims: dict[str, Any]) -> Principal:
