@@ -3,6 +3,9 @@
 Auth: a bearer JWT. A client sees only their own figures (without flags); a therapist or
 admin sees every client of their practice, with flags, and alone sets thresholds and makes
 or reads summaries (403 for a client). Another practice's client or summary answers 404.
+
+Tenancy: the practice always comes from the caller's token, never from the request; a client is
+looked up by (practice, client id), so two practices' clients of the same id never meet.
 """
 
 from __future__ import annotations
@@ -107,9 +110,11 @@ def runtime(request: Request) -> Runtime:
 
 
 async def visible_client(request: Request, principal: Any, client_id: str) -> Doc:
-    """The client document, or 404 when unknown or not the caller's to see."""
-    client = await MongoStore(runtime(request).db).client(client_id)
-    if client is None or not can_see_client(principal, client_id, client["practice_id"]):
+    """The client document of the caller's practice, or 404 when unknown there or not the caller's to see."""
+    if not can_see_client(principal, client_id, principal.practice_id):
+        raise NotFound("client_not_found", f"no figures for client {client_id}")
+    client = await MongoStore(runtime(request).db).client(principal.practice_id, client_id)
+    if client is None:
         raise NotFound("client_not_found", f"no figures for client {client_id}")
     return client
 
@@ -120,7 +125,11 @@ async def get_figures(request: Request, client_id: str, principal: PrincipalDep)
     await visible_client(request, principal, client_id)
     rt = runtime(request)
     figures = await client_figures(
-        MongoStore(rt.db), client_id, rt.clock.now(), with_flags=principal.role is not Role.CLIENT
+        MongoStore(rt.db),
+        principal.practice_id,
+        client_id,
+        rt.clock.now(),
+        with_flags=principal.role is not Role.CLIENT,
     )
     return JSONResponse(jsonable_encoder(figures))
 
@@ -129,7 +138,7 @@ async def get_figures(request: Request, client_id: str, principal: PrincipalDep)
 async def get_thresholds(request: Request, client_id: str, principal: TherapistDep) -> ThresholdsPublic:
     """The thresholds a therapist set for this client."""
     await visible_client(request, principal, client_id)
-    doc = await MongoStore(runtime(request).db).thresholds(client_id)
+    doc = await MongoStore(runtime(request).db).thresholds(principal.practice_id, client_id)
     return ThresholdsPublic(client_id=client_id, rules=[ThresholdRuleIn(**r) for r in (doc or {}).get("rules", [])])
 
 
@@ -138,9 +147,9 @@ async def put_thresholds(
     request: Request, client_id: str, payload: ThresholdsUpdate, principal: TherapistDep
 ) -> ThresholdsPublic:
     """Replace the client's thresholds (e.g. mood at most 3, SUDS peak at least 90); used from the next event on."""
-    client = await visible_client(request, principal, client_id)
-    doc = {"practice_id": client["practice_id"], "rules": [r.model_dump() for r in payload.rules], "by": principal.sub}
-    await MongoStore(runtime(request).db).put_thresholds(client_id, doc)
+    await visible_client(request, principal, client_id)
+    doc = {"rules": [r.model_dump() for r in payload.rules], "by": principal.sub}
+    await MongoStore(runtime(request).db).put_thresholds(principal.practice_id, client_id, doc)
     return ThresholdsPublic(client_id=client_id, rules=payload.rules)
 
 
@@ -186,7 +195,7 @@ async def generate_summary(
 async def list_summaries(request: Request, client_id: str, principal: TherapistDep) -> JSONResponse:
     """The client's summaries, newest first (headline figures only)."""
     await visible_client(request, principal, client_id)
-    found = await MongoStore(runtime(request).db).summaries_of(client_id)
+    found = await MongoStore(runtime(request).db).summaries_of(principal.practice_id, client_id)
     keep = ("summary_id", "period_start", "period_end", "generated_at", "headline", "flags")
     return JSONResponse(jsonable_encoder([{k: v for k, v in public(s).items() if k in keep} for s in found]))
 

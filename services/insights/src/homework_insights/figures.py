@@ -195,16 +195,19 @@ class AssignmentReading:
         }
 
 
-async def client_figures(store: Store, client_id: str, now: datetime, *, with_flags: bool) -> dict[str, Any]:
+async def client_figures(
+    store: Store, practice_id: str, client_id: str, now: datetime, *, with_flags: bool
+) -> dict[str, Any]:
     """A client's figures at ``now``: overall, per kind, per assignment, 7/28-day adherence, series, streaks."""
-    docs = await store.assignments_of(client_id)
+    docs = await store.assignments_of(practice_id, client_id)
     readings = [AssignmentReading(d, now) for d in docs]
     today = max((r.today for r in readings), default=now.date())
-    days = await store.days_of(client_id, (today - timedelta(days=max(WINDOWS))).isoformat(), today.isoformat())
+    first = (today - timedelta(days=max(WINDOWS))).isoformat()
+    days = await store.days_of(practice_id, client_id, first, today.isoformat())
     days_by_assignment: dict[str, list[Doc]] = {}
     for d in days:
         days_by_assignment.setdefault(d["assignment_id"], []).append(d)
-    rules = rules_of(await store.thresholds(client_id)) if with_flags else []
+    rules = rules_of(await store.thresholds(practice_id, client_id)) if with_flags else []
     overall: dict[str, Any] = {}
     by_kind: dict[str, dict[str, Any]] = {}
     windows: dict[int, dict[str, Any]] = {n: {} for n in WINDOWS}

@@ -1,0 +1,77 @@
+"""Tenancy of the fold on the in-memory store: a client id is unique only within a practice."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from homework_insights.domain import UnappliableEvent
+from homework_insights.store import client_key
+from tests.unit.insights.builders import CLIENT, PRACTICE, Assignment, Harness, daily, utc
+
+OTHER = "practice-2"
+CREATED = utc(2026, 3, 20, 9)
+EVENING = datetime(2026, 3, 21, 20, 0)
+
+
+def two_practices() -> tuple[Assignment, Assignment]:
+    mine = Assignment("asg-a", daily(EVENING, 14))
+    theirs = Assignment("asg-b", daily(EVENING, 14), practice_id=OTHER)
+    return mine, theirs
+
+
+async def test_two_practices_with_the_same_client_id_keep_their_own_figures_titles_and_clients() -> None:
+    h = Harness(utc(2026, 3, 23, 12))
+    mine, theirs = two_practices()
+    await h.apply(mine.created(CREATED, title="Practice A homework"), mine.mood(EVENING, 2))
+    await h.apply(theirs.created(utc(2026, 3, 20, 10), title="Practice B homework"))
+
+    a = await h.figures(CLIENT, practice_id=PRACTICE)
+    b = await h.figures(CLIENT, practice_id=OTHER)
+    assert [x["title"] for x in a["assignments"]] == ["Practice A homework"]
+    assert [x["title"] for x in b["assignments"]] == ["Practice B homework"]
+    assert a["overall"]["done"] == 1
+    assert b["overall"]["done"] == 0
+    assert [s["metric"] for s in a["assignments"][0]["series"]] == ["mood"]
+    assert b["assignments"][0]["series"] == []
+    client_a = await h.store.client(PRACTICE, CLIENT)
+    client_b = await h.store.client(OTHER, CLIENT)
+    assert client_a is not None
+    assert client_b is not None
+    assert client_a["practice_id"] == PRACTICE
+    assert client_b["practice_id"] == OTHER
+    assert client_a["first_assignment_at"] == CREATED
+
+
+async def test_thresholds_and_days_are_per_practice() -> None:
+    h = Harness(utc(2026, 3, 23, 12))
+    mine, theirs = two_practices()
+    await h.apply(mine.created(CREATED), theirs.created(CREATED))
+    await h.store.put_thresholds(OTHER, CLIENT, {"rules": [{"metric": "mood", "direction": "at_most", "value": 3}]})
+    await h.apply(mine.mood(EVENING, 2))
+    assert await h.store.thresholds(PRACTICE, CLIENT) is None
+    assert h.alerts == [], "practice B's threshold must not flag practice A's client"
+    days_a = await h.store.days_of(PRACTICE, CLIENT, "2026-03-01", "2026-03-31")
+    assert days_a
+    assert all(d["practice_id"] == PRACTICE for d in days_a)
+    assert await h.store.days_of(OTHER, CLIENT, "2026-03-01", "2026-03-31") == []
+
+
+async def test_an_event_of_another_practice_for_an_assignment_is_refused() -> None:
+    h = Harness(utc(2026, 3, 23, 12))
+    mine, _ = two_practices()
+    await h.apply(mine.created(CREATED))
+    forged = Assignment("asg-a", daily(EVENING, 14), practice_id=OTHER)
+    with pytest.raises(UnappliableEvent):
+        await h.apply(forged.mood(EVENING, 9))
+    with pytest.raises(UnappliableEvent):
+        await h.apply(forged.created(CREATED))
+    assert (await h.store.assignment("asg-a") or {})["practice_id"] == PRACTICE
+    assert await h.store.client(OTHER, CLIENT) is None
+
+
+def test_the_client_key_cannot_be_confused_by_separators_in_ids() -> None:
+    assert client_key("a|b", "c") != client_key("a", "b|c")
+    assert client_key("a%7Cb", "c") != client_key("a|b", "c")
+    assert client_key("practice-1", "client-1") == "practice-1|client-1"
