@@ -25,7 +25,7 @@ from homework_insights.store import Doc, MongoStore
 from homework_insights.summaries import PeriodError, build_summary, summary_event
 from homework_shared.auth import PrincipalDep, Role, TherapistDep, can_see_client
 from homework_shared.errors import NotFound, Unprocessable
-from homework_shared.idempotency import IdempotencyKeyDep, respond_idempotently
+from homework_shared.idempotency import IdempotencyKeyDep, caller_scope, respond_idempotently
 from homework_shared.service import Runtime
 
 router = APIRouter(prefix="/v1", tags=["insights"])
@@ -185,7 +185,7 @@ async def generate_summary(
         await store.stage(summary_event(summary), f"summary:{summary['_id']}")
         return public(summary)
 
-    response = await respond_idempotently(rt.mongo, rt.db, request, principal.sub, key, 201, write)
+    response = await respond_idempotently(rt.mongo, rt.db, request, caller_scope(principal), key, 201, write)
     rt.outbox.notify()
     request.app.state.insights_metrics.summaries.inc()
     return response

@@ -26,7 +26,7 @@ from homework_shared.clock import Clock
 from homework_shared.errors import NotFound, Unprocessable
 from homework_shared.events import Channel, HomeworkKind
 from homework_shared.events.values import TimeZoneName
-from homework_shared.idempotency import IdempotencyKeyDep, respond_idempotently
+from homework_shared.idempotency import IdempotencyKeyDep, caller_scope, respond_idempotently
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.schedule import to_local
 
@@ -249,7 +249,7 @@ async def snooze_reminder(
             mode="json"
         )
 
-    response = await respond_idempotently(svc.mongo, svc.store.db, request, principal.sub, key, 200, write)
+    response = await respond_idempotently(svc.mongo, svc.store.db, request, caller_scope(principal), key, 200, write)
     svc.scheduler.outbox.notify()
     return response
 
