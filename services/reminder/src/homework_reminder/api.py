@@ -21,7 +21,7 @@ from homework_reminder.config import ReminderSettings
 from homework_reminder.domain import QuietHours
 from homework_reminder.handlers import Scheduler
 from homework_reminder.store import Doc, Store
-from homework_shared.auth import ClientDep, Principal, PrincipalDep, Role, TherapistDep, can_see_client
+from homework_shared.auth import ClientDep, Principal, PrincipalDep, TherapistDep, can_see_client
 from homework_shared.clock import Clock
 from homework_shared.errors import NotFound, Unprocessable
 from homework_shared.events import Channel, HomeworkKind
@@ -184,10 +184,14 @@ class WebhookPublic(BaseModel):
 
 
 async def _visible_client(svc: Services, principal: Principal, client_id: str) -> None:
-    """404 unless ``principal`` may see ``client_id`` (a therapist: a client of their practice)."""
+    """404 unless ``principal`` may see ``client_id`` and the practice knows the client (has assigned them homework).
+
+    The same for every role, as docs/reminder.md promises: a client token names its practice, but until that
+    practice assigns the client homework the reminder service has no such client (and nothing to show).
+    """
     if not can_see_client(principal, client_id, principal.practice_id):
         raise NotFound("client_not_found", f"no client {client_id!r}")
-    if principal.role is not Role.CLIENT and not await svc.store.client_known(principal.practice_id, client_id):
+    if not await svc.store.client_known(principal.practice_id, client_id):
         raise NotFound("client_not_found", f"no client {client_id!r}")
 
 
