@@ -7,6 +7,7 @@ from datetime import datetime
 import pytest
 
 from homework_insights.domain import UnappliableEvent
+from homework_insights.figures import UnknownCursor, client_figures
 from homework_insights.store import client_key
 from tests.unit.insights.builders import CLIENT, PRACTICE, Assignment, Harness, daily, utc
 
@@ -75,3 +76,27 @@ def test_the_client_key_cannot_be_confused_by_separators_in_ids() -> None:
     assert client_key("a|b", "c") != client_key("a", "b|c")
     assert client_key("a%7Cb", "c") != client_key("a|b", "c")
     assert client_key("practice-1", "client-1") == "practice-1|client-1"
+
+
+async def test_the_assignment_list_is_paged_oldest_first_while_the_overall_figures_cover_every_assignment() -> None:
+    h = Harness(utc(2026, 3, 23, 12))
+    made = [Assignment(f"asg-{i}", daily(EVENING, 14)) for i in range(5)]
+    for i, a in enumerate(made):
+        await h.apply(a.created(utc(2026, 3, 20, 9, i)), a.mood(EVENING, 5))
+    everything = await h.figures()
+    first = await client_figures(h.store, PRACTICE, CLIENT, h.now, with_flags=True, limit=2)
+    second = await client_figures(
+        h.store, PRACTICE, CLIENT, h.now, with_flags=True, limit=2, after=first["next_cursor"]
+    )
+    last = await client_figures(h.store, PRACTICE, CLIENT, h.now, with_flags=True, limit=2, after=second["next_cursor"])
+    pages = [first, second, last]
+    assert [[x["assignment_id"] for x in p["assignments"]] for p in pages] == [
+        ["asg-0", "asg-1"],
+        ["asg-2", "asg-3"],
+        ["asg-4"],
+    ]
+    assert [p["next_cursor"] for p in pages] == ["asg-1", "asg-3", None]
+    assert all(p["overall"] == everything["overall"] for p in pages)
+    assert everything["overall"]["done"] == 5
+    with pytest.raises(UnknownCursor):
+        await client_figures(h.store, PRACTICE, CLIENT, h.now, with_flags=True, limit=2, after="asg-of-someone-else")

@@ -10,16 +10,18 @@ looked up by (practice, client id), so two practices' clients of the same id nev
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_insights.domain import SERIES
-from homework_insights.figures import client_figures
+from homework_insights.figures import PAGE_DEFAULT, PAGE_MAX, UnknownCursor, client_figures
 from homework_insights.report import render_summary
 from homework_insights.store import Doc, MongoStore
 from homework_insights.summaries import PeriodError, build_summary, summary_event
@@ -119,18 +121,55 @@ async def visible_client(request: Request, principal: Any, client_id: str) -> Do
     return client
 
 
+def encode_cursor(assignment_id: str | None) -> str | None:
+    """An opaque page cursor for the last assignment of a page."""
+    return base64.urlsafe_b64encode(assignment_id.encode()).decode().rstrip("=") if assignment_id else None
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    """The assignment id a cursor stands for; 422 naming ``query.cursor`` when it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        found = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        found = ""
+    if not found:
+        raise Unprocessable("invalid_cursor", "query.cursor: not a cursor this service gave out")
+    return found
+
+
+Limit = Annotated[
+    int, Query(ge=1, le=PAGE_MAX, description=f"At most this many assignments in `assignments` (max {PAGE_MAX})")
+]
+Cursor = Annotated[
+    str | None,
+    Query(min_length=1, max_length=400, description="`next_cursor` of the previous page: the assignments after it"),
+]
+
+
 @router.get("/clients/{client_id}/figures", responses=answers())
-async def get_figures(request: Request, client_id: str, principal: PrincipalDep) -> JSONResponse:
-    """The client's figures now: overall, per kind, per assignment, last 7 and 28 days, series, streaks (+ flags)."""
+async def get_figures(
+    request: Request, client_id: str, principal: PrincipalDep, limit: Limit = PAGE_DEFAULT, cursor: Cursor = None
+) -> JSONResponse:
+    """The client's figures now: overall, per kind, last 7 and 28 days and flags over every assignment; per
+    assignment (series, streaks, exposure steps) one page of them, oldest first, with ``next_cursor`` (null on the
+    last page)."""
     await visible_client(request, principal, client_id)
     rt = runtime(request)
-    figures = await client_figures(
-        MongoStore(rt.db),
-        principal.practice_id,
-        client_id,
-        rt.clock.now(),
-        with_flags=principal.role is not Role.CLIENT,
-    )
+    try:
+        figures = await client_figures(
+            MongoStore(rt.db),
+            principal.practice_id,
+            client_id,
+            rt.clock.now(),
+            with_flags=principal.role is not Role.CLIENT,
+            limit=limit,
+            after=decode_cursor(cursor),
+        )
+    except UnknownCursor:
+        raise Unprocessable("invalid_cursor", "query.cursor: not a cursor of this client's assignments") from None
+    figures["next_cursor"] = encode_cursor(figures["next_cursor"])
     return JSONResponse(jsonable_encoder(figures))
 
 
