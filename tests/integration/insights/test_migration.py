@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from homework_insights.figures import client_figures
 from homework_insights.migrate import MigrationReport, migrate_tenancy
+from homework_insights.rebuild import snapshot
 from homework_insights.store import (
     ASSIGNMENTS,
     CLIENTS,
@@ -89,9 +90,24 @@ async def test_old_data_is_rekeyed_per_practice_and_each_practice_reads_its_own_
     assert report.thresholds == 1
     assert report.days == len(h.store.collections[DAYS])
     assert report.occurrences == len(h.store.collections[OCCURRENCES])
-    assert report.indexes_dropped == 3
-    await ensure_indexes(db)  # the new indexes, where the old names held other keys
+    assert report.indexes_dropped == 0, "additive: the previous version's pods still use the old indexes"
+    await ensure_indexes(db)
+    assert await db[CLIENTS].find_one({"_id": CLIENT}) is not None, "additive: the old document stays until cleanup"
+    await check_each_practice_reads_its_own(db, h)
+    clients = [k for k in await snapshot(db, NOW) if k.startswith("client ")]
+    assert sorted(clients) == [f"client {PRACTICE}/{CLIENT}", f"client {OTHER}/{CLIENT}"]
+
+    cleaned = await migrate_tenancy(db, cleanup=True)
+    assert (cleaned.clients, cleaned.thresholds, cleaned.indexes_dropped) == (1, 1, 3)
     assert await db[CLIENTS].count_documents({}) == 2
+    assert await db[THRESHOLDS].count_documents({}) == 1
+    assert "by_client" not in await db[ASSIGNMENTS].index_information()
+    await ensure_indexes(db)
+    await check_each_practice_reads_its_own(db, h)
+
+
+async def check_each_practice_reads_its_own(db: Db, h: Harness) -> None:
+    """Each practice's client-1: its own client document, thresholds and the figures folded fresh."""
     a_client = await db[CLIENTS].find_one({"_id": client_key(PRACTICE, CLIENT)})
     b_client = await db[CLIENTS].find_one({"_id": client_key(OTHER, CLIENT)})
     assert a_client is not None
@@ -126,9 +142,11 @@ async def test_the_migration_is_idempotent_and_notes_when_it_is_done(db: Db) -> 
     before = {name: await db[name].find({}).sort("_id").to_list() for name in (CLIENTS, THRESHOLDS, DAYS)}
 
     assert await migrate_tenancy(db) == MigrationReport(skipped=True)
-    assert await migrate_tenancy(db, force=True) == MigrationReport()
+    await migrate_tenancy(db, force=True)
     after = {name: await db[name].find({}).sort("_id").to_list() for name in (CLIENTS, THRESHOLDS, DAYS)}
     assert after == before
+    await migrate_tenancy(db, cleanup=True)
+    assert await migrate_tenancy(db, cleanup=True) == MigrationReport()
 
 
 async def test_a_fresh_database_needs_nothing(db: Db) -> None:

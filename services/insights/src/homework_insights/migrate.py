@@ -1,19 +1,22 @@
 """The startup migration to tenancy keys: data written when insights keyed a client by ``client_id`` alone.
 
-Run by the service at every start (before it serves) and by ``python -m homework_insights.migrate``.
-It is idempotent and safe to run from several replicas at once: every step writes the new
-document before it deletes the old one, with ``$setOnInsert``/``$min`` upserts, and finds only
-documents still in the old shape. What it does:
+Run by the service at every start and by ``python -m homework_insights.migrate``. It is
+idempotent and safe to run from several replicas at once (``$setOnInsert``/``$min`` upserts of
+the new documents; it looks only at documents still in the old shape). It is additive, as
+docs/deploy.md asks of a release: old documents and indexes stay, so pods of the previous
+version keep working during a rolling update and a rollback is the previous image. Once the
+release is final, ``--cleanup`` deletes the old documents and drops the old indexes. What it does:
 
-* ``clients``: an old document (``_id`` = the client id) is replaced by one per practice that has
+* ``clients``: beside an old document (``_id`` = the client id), one per practice that has
   assignments for that client id, keyed by :func:`client_key`; its practice comes from those
   assignments (whose practice the consumer never overwrote), so a client another practice had
   taken over is given back to its own practice. Time zone: that of the practice's newest assignment.
 * ``thresholds``: re-keyed by the practice stored in the document.
 * ``days`` and ``occurrences``: gain the ``practice_id`` of their assignment.
-* indexes: the old ``client_id``-only ones are dropped (``ensure_indexes`` creates the new ones).
+* with ``cleanup``: the old ``clients`` and ``thresholds`` documents are deleted and the old
+  ``client_id``-only indexes dropped (``ensure_indexes`` creates the new ones in any case).
 
-When it has nothing left to do it notes so in ``migrations``, so later starts cost one read.
+A run notes itself in ``migrations``, so later starts cost one read (``--force`` looks again).
 """
 
 from __future__ import annotations
@@ -51,16 +54,17 @@ class MigrationReport:
     indexes_dropped: int = 0
 
 
-async def migrate_tenancy(db: AsyncDatabase[Doc], *, force: bool = False) -> MigrationReport:
-    """Bring data of the client-id-only keys to (practice, client) keys; a no-op once done (unless ``force``)."""
-    if not force and await db[MIGRATIONS].find_one({"_id": TENANCY}) is not None:
+async def migrate_tenancy(db: AsyncDatabase[Doc], *, force: bool = False, cleanup: bool = False) -> MigrationReport:
+    """Bring data of the client-id-only keys to (practice, client) keys; a no-op once done (unless ``force`` or
+    ``cleanup``, which also removes the old documents and indexes)."""
+    if not (force or cleanup) and await db[MIGRATIONS].find_one({"_id": TENANCY}) is not None:
         return MigrationReport(skipped=True)
     report = MigrationReport()
-    report.clients = await _clients(db)
-    report.thresholds = await _thresholds(db)
+    report.clients = await _clients(db, cleanup=cleanup)
+    report.thresholds = await _thresholds(db, cleanup=cleanup)
     report.days = await _add_practice(db, DAYS)
     report.occurrences = await _add_practice(db, OCCURRENCES)
-    report.indexes_dropped = await _drop_old_indexes(db)
+    report.indexes_dropped = await _drop_old_indexes(db) if cleanup else 0
     await db[MIGRATIONS].update_one(
         {"_id": TENANCY}, {"$set": {"done_at": datetime.now(UTC), "last": report.__dict__}}, upsert=True
     )
@@ -69,7 +73,7 @@ async def migrate_tenancy(db: AsyncDatabase[Doc], *, force: bool = False) -> Mig
     return report
 
 
-async def _clients(db: AsyncDatabase[Doc]) -> int:
+async def _clients(db: AsyncDatabase[Doc], *, cleanup: bool) -> int:
     moved = 0
     async for old in db[CLIENTS].find(OLD_SHAPE):
         client_id = old["_id"]
@@ -90,12 +94,13 @@ async def _clients(db: AsyncDatabase[Doc]) -> int:
             if dated:
                 update["$min"] = {"first_assignment_at": min(a["created_at"] for a in dated)}
             await db[CLIENTS].update_one({"_id": client_key(practice_id, client_id)}, update, upsert=True)
-        await db[CLIENTS].delete_one({"_id": client_id, **OLD_SHAPE})
+        if cleanup:
+            await db[CLIENTS].delete_one({"_id": client_id, **OLD_SHAPE})
         moved += 1
     return moved
 
 
-async def _thresholds(db: AsyncDatabase[Doc]) -> int:
+async def _thresholds(db: AsyncDatabase[Doc], *, cleanup: bool) -> int:
     moved = 0
     async for old in db[THRESHOLDS].find(OLD_SHAPE):
         client_id, practice_id = old["_id"], old.get("practice_id")
@@ -107,8 +112,9 @@ async def _thresholds(db: AsyncDatabase[Doc]) -> int:
                 upsert=True,
             )
         else:
-            log.warning("tenancy migration: thresholds of client %s name no practice; dropped", client_id)
-        await db[THRESHOLDS].delete_one({"_id": client_id, **OLD_SHAPE})
+            log.warning("tenancy migration: thresholds of client %s name no practice; not migrated", client_id)
+        if cleanup:
+            await db[THRESHOLDS].delete_one({"_id": client_id, **OLD_SHAPE})
         moved += 1
     return moved
 
@@ -142,7 +148,8 @@ async def _drop_old_indexes(db: AsyncDatabase[Doc]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the migration against the configured database (``--force`` to look again after a rollout)."""
+    """Run the migration against the configured database (``--force``: look again after a rolling update;
+    ``--cleanup``: also delete the old documents and indexes, once no previous version runs or is rolled back to)."""
     from homework_insights.config import Settings
     from homework_shared.mongo import make_mongo_client
     from homework_shared.settings import load_settings
@@ -153,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     async def run() -> MigrationReport:
         mongo = make_mongo_client(settings)
         try:
-            return await migrate_tenancy(mongo[settings.mongodb_database], force="--force" in args)
+            db = mongo[settings.mongodb_database]
+            return await migrate_tenancy(db, force="--force" in args, cleanup="--cleanup" in args)
         finally:
             await mongo.close()
 

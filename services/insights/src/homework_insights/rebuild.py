@@ -151,7 +151,8 @@ async def snapshot(db: AsyncDatabase[Doc], at: datetime) -> dict[str, Any]:
     """Every client's figures (with flags) at ``at``, active flags, streaks and held events: what must be equal."""
     store = MongoStore(db)
     out: dict[str, Any] = {}
-    for client in await db[CLIENTS].find({}, {"practice_id": 1, "client_id": 1}).to_list():
+    keyed = {"client_id": {"$exists": True}}  # not the documents of before the tenancy keys (migrate.py)
+    for client in await db[CLIENTS].find(keyed, {"practice_id": 1, "client_id": 1}).to_list():
         practice_id, client_id = client["practice_id"], client["client_id"]
         figures = await client_figures(store, practice_id, client_id, at, with_flags=True)
         figures["assignments"] = {a["assignment_id"]: a for a in figures["assignments"]}
