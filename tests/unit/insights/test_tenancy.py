@@ -100,3 +100,16 @@ async def test_the_assignment_list_is_paged_oldest_first_while_the_overall_figur
     assert everything["overall"]["done"] == 5
     with pytest.raises(UnknownCursor):
         await client_figures(h.store, PRACTICE, CLIENT, h.now, with_flags=True, limit=2, after="asg-of-someone-else")
+
+
+async def test_a_held_event_of_another_practice_is_dropped_when_the_assignment_arrives() -> None:
+    h = Harness(utc(2026, 3, 23, 12))
+    mine, _ = two_practices()
+    forged = Assignment("asg-a", daily(EVENING, 14), practice_id=OTHER)
+    await h.apply(forged.mood(EVENING, 9))
+    assert len(h.store.collections["held_events"]) == 1
+    await h.apply(mine.created(CREATED))
+    assert h.store.collections["held_events"] == {}
+    figures = await h.figures()
+    assert figures["overall"]["done"] == 0
+    assert figures["assignments"][0]["series"] == []
