@@ -50,7 +50,7 @@ from homework_shared.service import Runtime
 from tests.bench.common import Figure, median, percentile
 from tests.conftest import unique, wait_for
 from tests.infra import Infra
-from tests.unit.insights.builders import Assignment, daily
+from tests.unit.insights.builders import PRACTICE, Assignment, daily
 
 THROUGHPUT_EVENTS = int(os.environ.get("BENCH_INSIGHTS_EVENTS", "600"))
 HISTORY_EVENTS = int(os.environ.get("BENCH_INSIGHTS_HISTORY", "100000"))
@@ -280,7 +280,7 @@ async def history_cost(infra: Infra) -> list[Figure]:
 
                 async def summarise(session: Any, client_id: str = client_id, now: datetime = now) -> None:
                     store = MongoStore(db, session, outbox)
-                    doc = await store.client(client_id)
+                    doc = await store.client(PRACTICE, client_id)
                     assert doc is not None
                     summary = await build_summary(store, doc, now, start=now - timedelta(days=14))
                     await store.insert_summary(summary)

@@ -13,9 +13,11 @@ write conflict) and replays what the first stored. ``respond_idempotently`` does
             assignment = await store.insert(payload, session=session)
             return AssignmentPublic.of(assignment).model_dump(mode="json")
 
-        return await respond_idempotently(client, db, request, principal.sub, key, 201, write)
+        return await respond_idempotently(client, db, request, caller_scope(principal), key, 201, write)
 
-Keys are per caller (``_id = f"{sub}:{key}"``) and kept 24 hours (TTL index from
+Keys are per caller within a practice (``_id = f"{caller_scope(principal)}:{key}"``: practice, role
+and subject), so two practices whose token issuers hand out the same ``sub`` never replay each
+other's answers, and kept 24 hours (TTL index from
 ``ensure_idempotency_indexes``). The same key with a different method, path or body answers
 422 ``idempotency_key_reused``, as the IETF Idempotency-Key draft recommends.
 """
@@ -28,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
@@ -35,6 +38,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from homework_shared.auth.jwt import Principal
 from homework_shared.errors import Unprocessable
 from homework_shared.mongo import MongoClient, run_in_transaction
 
@@ -53,6 +57,12 @@ def idempotency_key(
 
 
 IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]
+
+
+def caller_scope(principal: Principal) -> str:
+    """Whose keys these are: the caller's practice, role and subject, each percent-encoded (no part can spoof
+    another), because a ``sub`` is unique only within its issuer and practice."""
+    return "|".join(quote(part, safe="@") for part in (principal.practice_id, principal.role.value, principal.sub))
 
 
 class IdempotencyKeyReused(Unprocessable):
@@ -85,10 +95,10 @@ async def ensure_idempotency_indexes(db: Database) -> None:
 
 
 async def replay_or_none(
-    db: Database, principal_sub: str, key: str, fingerprint: str, session: AsyncClientSession | None = None
+    db: Database, caller: str, key: str, fingerprint: str, session: AsyncClientSession | None = None
 ) -> StoredResponse | None:
     """The response stored for this caller's key, None if there is none; ``IdempotencyKeyReused`` on a mismatch."""
-    stored = await db[COLLECTION].find_one({"_id": f"{principal_sub}:{key}"}, session=session)
+    stored = await db[COLLECTION].find_one({"_id": f"{caller}:{key}"}, session=session)
     if stored is None:
         return None
     if stored["fingerprint"] != fingerprint:
@@ -99,20 +109,20 @@ async def replay_or_none(
 async def remember(
     db: Database,
     session: AsyncClientSession,
-    principal_sub: str,
+    caller: str,
     key: str,
     fingerprint: str,
     status: int,
     body: Any,
 ) -> None:
     """Store the response inside the caller's transaction; a concurrent twin makes the commit fail on ``_id``."""
-    await db[COLLECTION].insert_one(remembered(principal_sub, key, fingerprint, status, body), session=session)
+    await db[COLLECTION].insert_one(remembered(caller, key, fingerprint, status, body), session=session)
 
 
-def remembered(principal_sub: str, key: str, fingerprint: str, status: int, body: Any) -> dict[str, Any]:
+def remembered(caller: str, key: str, fingerprint: str, status: int, body: Any) -> dict[str, Any]:
     """The document ``remember`` stores, for callers that insert many at once (group commit)."""
     return {
-        "_id": f"{principal_sub}:{key}",
+        "_id": f"{caller}:{key}",
         "fingerprint": fingerprint,
         "status": status,
         # Kept as JSON text: any body round-trips exactly, whatever its keys.
@@ -125,7 +135,7 @@ async def respond_idempotently(
     client: MongoClient,
     db: Database,
     request: Request,
-    principal_sub: str,
+    caller: str,
     key: str | None,
     status: int,
     write: Callable[[AsyncClientSession], Awaitable[Any]],
@@ -134,18 +144,18 @@ async def respond_idempotently(
     if key is None:
         return JSONResponse(await run_in_transaction(client, write), status_code=status)
     fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
-    if (stored := await replay_or_none(db, principal_sub, key, fingerprint)) is not None:
+    if (stored := await replay_or_none(db, caller, key, fingerprint)) is not None:
         return stored.to_response()
 
     async def write_and_remember(session: AsyncClientSession) -> Any:
         body = await write(session)
-        await remember(db, session, principal_sub, key, fingerprint, status, body)
+        await remember(db, session, caller, key, fingerprint, status, body)
         return body
 
     try:
         return JSONResponse(await run_in_transaction(client, write_and_remember), status_code=status)
     except DuplicateKeyError:
         # Either a concurrent twin committed first (replay its answer) or the business write clashed.
-        if (stored := await replay_or_none(db, principal_sub, key, fingerprint)) is not None:
+        if (stored := await replay_or_none(db, caller, key, fingerprint)) is not None:
             return stored.to_response()
         raise

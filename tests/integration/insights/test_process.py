@@ -91,4 +91,4 @@ async def test_the_rebuild_command_exits_1_on_a_difference_and_0_when_exact(serv
     await service.rt.db["assignments"].update_one({"_id": "asg-cli"}, {"$inc": {"totals.done": 1}})
     differs = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=120)
     assert differs.returncode == 1
-    assert "DIFFERENT client client-1.assignments.asg-cli.done: live=2 rebuilt=1" in differs.stdout
+    assert "DIFFERENT client practice-1/client-1.assignments.asg-cli.done: live=2 rebuilt=1" in differs.stdout

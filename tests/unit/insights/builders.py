@@ -64,11 +64,12 @@ class Assignment:
     client_id: str = CLIENT
     version: int = 1
     earlier: list[Schedule] = field(default_factory=list)
+    practice_id: str = PRACTICE
 
     def created(self, at: datetime, **extra: Any) -> AssignmentCreated:
         return AssignmentCreated(
             client_id=self.client_id,
-            practice_id=PRACTICE,
+            practice_id=self.practice_id,
             assignment_id=self.assignment_id,
             therapist_id=THERAPIST,
             kind=self.kind,
@@ -85,7 +86,7 @@ class Assignment:
         self.schedule = schedule
         return AssignmentRevised(
             client_id=self.client_id,
-            practice_id=PRACTICE,
+            practice_id=self.practice_id,
             assignment_id=self.assignment_id,
             therapist_id=THERAPIST,
             kind=self.kind,
@@ -97,23 +98,23 @@ class Assignment:
 
     def paused(self, at: datetime) -> AssignmentPaused:
         return AssignmentPaused(
-            client_id=self.client_id, practice_id=PRACTICE, assignment_id=self.assignment_id, paused_at=at
+            client_id=self.client_id, practice_id=self.practice_id, assignment_id=self.assignment_id, paused_at=at
         )
 
     def resumed(self, at: datetime) -> AssignmentResumed:
         return AssignmentResumed(
-            client_id=self.client_id, practice_id=PRACTICE, assignment_id=self.assignment_id, resumed_at=at
+            client_id=self.client_id, practice_id=self.practice_id, assignment_id=self.assignment_id, resumed_at=at
         )
 
     def cancelled(self, at: datetime) -> AssignmentCancelled:
         return AssignmentCancelled(
-            client_id=self.client_id, practice_id=PRACTICE, assignment_id=self.assignment_id, cancelled_at=at
+            client_id=self.client_id, practice_id=self.practice_id, assignment_id=self.assignment_id, cancelled_at=at
         )
 
     def ended(self, at: datetime) -> AssignmentEnded:
         return AssignmentEnded(
             client_id=self.client_id,
-            practice_id=PRACTICE,
+            practice_id=self.practice_id,
             assignment_id=self.assignment_id,
             ended_at=at,
             reason="ended_by_therapist",
@@ -125,7 +126,7 @@ class Assignment:
         assert occ is not None, f"no occurrence at {local}"
         return {
             "client_id": self.client_id,
-            "practice_id": PRACTICE,
+            "practice_id": self.practice_id,
             "assignment_id": self.assignment_id,
             "occurrence_id": occ.occurrence_id,
             "local_start": occ.local_start,
@@ -179,7 +180,7 @@ class Assignment:
         ref = self.occurrence(local)
         return ReminderSent(
             client_id=self.client_id,
-            practice_id=PRACTICE,
+            practice_id=self.practice_id,
             reminder_id=f"{ref['occurrence_id']}#opens+0",
             assignment_id=self.assignment_id,
             occurrence_id=ref["occurrence_id"],
@@ -220,8 +221,10 @@ class Harness:
             await apply_event(ctx, e if isinstance(e, Envelope) else env(e))
             self.alerts.extend(ctx.alerts)
 
-    async def figures(self, client_id: str = CLIENT, *, flags: bool = True) -> dict[str, Any]:
-        return await client_figures(self.store, client_id, self.now, with_flags=flags)
+    async def figures(
+        self, client_id: str = CLIENT, *, flags: bool = True, practice_id: str = PRACTICE
+    ) -> dict[str, Any]:
+        return await client_figures(self.store, practice_id, client_id, self.now, with_flags=flags)
 
     async def assignment(self, assignment_id: str, client_id: str = CLIENT) -> dict[str, Any]:
         figures = await self.figures(client_id)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from homework_shared.events import AdherenceAlertRaised
 from homework_shared.events.values import Barrier
-from tests.unit.insights.builders import CLIENT, Assignment, Harness, daily, utc
+from tests.unit.insights.builders import CLIENT, PRACTICE, Assignment, Harness, daily, utc
 
 CREATED = utc(2026, 3, 20, 9)
 
@@ -82,7 +82,7 @@ async def test_skipped_as_too_hard_twice_suggests_smaller_steps_until_a_revision
 async def test_a_rating_crossing_a_therapist_threshold_is_flagged() -> None:
     a = Assignment("asg-1", daily(day(21), 28, window=600))
     h = Harness(now=utc(2026, 3, 27, 12))
-    await h.store.put_thresholds(CLIENT, {"rules": [{"metric": "mood", "direction": "at_most", "value": 3}]})
+    await h.store.put_thresholds(PRACTICE, CLIENT, {"rules": [{"metric": "mood", "direction": "at_most", "value": 3}]})
     await h.apply(a.created(CREATED), a.mood(day(21), 6), a.mood(day(22), 2), a.mood(day(23), 1))
     assert codes(h) == ["rating_threshold_crossed"]
     flag = next(f for f in (await h.figures())["flags"] if f["code"] == "rating_threshold_crossed")

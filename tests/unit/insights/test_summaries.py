@@ -11,7 +11,7 @@ from homework_insights.report import render_summary
 from homework_insights.summaries import PeriodError, build_summary, summary_event
 from homework_shared.events import HomeworkKind
 from homework_shared.events.values import Barrier
-from tests.unit.insights.builders import CLIENT, Assignment, Harness, daily, utc
+from tests.unit.insights.builders import CLIENT, PRACTICE, Assignment, Harness, daily, utc
 
 CREATED = utc(2026, 3, 20, 9)
 
@@ -39,7 +39,7 @@ async def scenario() -> tuple[Harness, Assignment, Assignment]:
 
 async def test_a_summary_covers_the_period_with_headline_series_barriers_and_flags() -> None:
     h, _, _ = await scenario()
-    client = await h.store.client(CLIENT)
+    client = await h.store.client(PRACTICE, CLIENT)
     assert client is not None
     s = await build_summary(h.store, client, h.now, generated_by="therapist-1")
     hl = s["headline"]
@@ -62,7 +62,7 @@ async def test_a_summary_covers_the_period_with_headline_series_barriers_and_fla
 
 async def test_the_next_summary_starts_where_the_last_ended_and_says_what_changed() -> None:
     h, mood, _ = await scenario()
-    client = await h.store.client(CLIENT)
+    client = await h.store.client(PRACTICE, CLIENT)
     assert client is not None
     first = await build_summary(h.store, client, h.now)
     await h.store.insert_summary(first)
@@ -80,7 +80,7 @@ async def test_the_next_summary_starts_where_the_last_ended_and_says_what_change
 
 async def test_a_period_that_ends_before_it_starts_is_refused() -> None:
     h, _, _ = await scenario()
-    client = await h.store.client(CLIENT)
+    client = await h.store.client(PRACTICE, CLIENT)
     assert client is not None
     with pytest.raises(PeriodError):
         await build_summary(h.store, client, h.now, start=utc(2026, 3, 26), end=utc(2026, 3, 25))
@@ -88,7 +88,7 @@ async def test_a_period_that_ends_before_it_starts_is_refused() -> None:
 
 async def test_the_html_page_is_self_contained_with_a_chart_per_series_and_the_flags_reasons() -> None:
     h, _, _ = await scenario()
-    client = await h.store.client(CLIENT)
+    client = await h.store.client(PRACTICE, CLIENT)
     assert client is not None
     s = await build_summary(h.store, client, h.now)
     page = render_summary(s)
@@ -104,8 +104,8 @@ async def test_the_html_page_is_self_contained_with_a_chart_per_series_and_the_f
 
 async def test_a_therapists_threshold_is_drawn_on_its_series_chart() -> None:
     h, _, _ = await scenario()
-    await h.store.put_thresholds(CLIENT, {"rules": [{"metric": "mood", "direction": "at_most", "value": 3}]})
-    client = await h.store.client(CLIENT)
+    await h.store.put_thresholds(PRACTICE, CLIENT, {"rules": [{"metric": "mood", "direction": "at_most", "value": 3}]})
+    client = await h.store.client(PRACTICE, CLIENT)
     assert client is not None
     page = render_summary(await build_summary(h.store, client, h.now))
     assert page.count("stroke-dasharray") == 1
@@ -116,7 +116,7 @@ async def test_the_html_escapes_titles() -> None:
     a = Assignment("asg-h", daily(day(21), 5))
     h = Harness(now=utc(2026, 3, 27, 12))
     await h.apply(a.created(CREATED, title="<b>Mood</b> & more"))
-    client = await h.store.client(CLIENT)
+    client = await h.store.client(PRACTICE, CLIENT)
     assert client is not None
     page = render_summary(await build_summary(h.store, client, h.now))
     assert "&lt;b&gt;Mood&lt;/b&gt; &amp; more" in page

@@ -41,7 +41,13 @@ from homework_assignment.models import (
 from homework_assignment.resolutions import Clash, Decide, ResolutionRequest, ResolutionWriter
 from homework_shared.auth import ClientDep, Principal, PrincipalDep, TherapistDep
 from homework_shared.errors import DomainError
-from homework_shared.idempotency import IdempotencyKeyDep, replay_or_none, request_fingerprint, respond_idempotently
+from homework_shared.idempotency import (
+    IdempotencyKeyDep,
+    caller_scope,
+    replay_or_none,
+    request_fingerprint,
+    respond_idempotently,
+)
 from homework_shared.service import Runtime
 
 MAX_RANGE = timedelta(days=366)
@@ -80,10 +86,10 @@ HandlersDep = Annotated[AssignmentHandlers, Depends(handlers)]
 Write = Callable[[AsyncClientSession], Awaitable[Any]]
 
 
-async def idempotent(request: Request, sub: str, key: str | None, status: int, write: Write) -> JSONResponse:
+async def idempotent(request: Request, caller: str, key: str | None, status: int, write: Write) -> JSONResponse:
     """Run ``write`` in one transaction with its remembered response, then wake the outbox relay."""
     rt: Runtime = request.app.state.runtime
-    response = await respond_idempotently(rt.mongo, rt.db, request, sub, key, status, write)
+    response = await respond_idempotently(rt.mongo, rt.db, request, caller, key, status, write)
     rt.outbox.notify()
     return response
 
@@ -102,7 +108,7 @@ async def create_assignment(
         a = await h.create_assignment(principal, body.client_id, content, session)
         return AssignmentPublic.of(a).model_dump(mode="json")
 
-    return await idempotent(request, principal.sub, key, 201, write)
+    return await idempotent(request, caller_scope(principal), key, 201, write)
 
 
 @router.get("/assignments/{assignment_id}", response_model=AssignmentPublic, responses=_errors)
@@ -149,7 +155,7 @@ async def revise_assignment(
         revision = await h.revise_assignment(principal, assignment_id, body.changes(h.clock.now()), session)
         return RevisionPublic.of(revision).model_dump(mode="json")
 
-    return await idempotent(request, principal.sub, key, 201, write)
+    return await idempotent(request, caller_scope(principal), key, 201, write)
 
 
 @router.get("/assignments/{assignment_id}/revisions", response_model=list[RevisionPublic], responses=_errors)
@@ -166,7 +172,7 @@ def _status_route(action: StatusAction, summary: str) -> None:
             a = await h.change_status(principal, assignment_id, action, session)
             return AssignmentPublic.of(a).model_dump(mode="json")
 
-        return await idempotent(request, principal.sub, key, 200, write)
+        return await idempotent(request, caller_scope(principal), key, 200, write)
 
     change_status.__doc__ = summary
     router.add_api_route(
@@ -301,7 +307,7 @@ async def _resolve(
         body = await writer.record(pending)
     except (DomainError, Clash) as error:
         # Not written: if this key already has an answer, this is a retry (or a reuse: 422).
-        if key and (stored := await replay_or_none(rt.db, principal.sub, key, fingerprint)) is not None:
+        if key and (stored := await replay_or_none(rt.db, caller_scope(principal), key, fingerprint)) is not None:
             return stored.to_response()
         if isinstance(error, Clash):
             raise occurrence_already_resolved(occurrence_id) from None

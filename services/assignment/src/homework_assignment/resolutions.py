@@ -44,7 +44,7 @@ from homework_assignment.messaging import resolution_event
 from homework_assignment.store import AssignmentStore, Doc, resolution_doc
 from homework_shared.auth import Principal, can_see_client
 from homework_shared.errors import DomainError
-from homework_shared.idempotency import remembered
+from homework_shared.idempotency import caller_scope, remembered
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.outbox import Outbox
 
@@ -201,7 +201,7 @@ class ResolutionWriter:
             resolution=resolution_doc(resolution),
             record=self.outbox.prepare(resolution_event(resolution, a.content.kind), time=resolution.recorded_at),
             audit=audit_entry(request.principal, resolution.type, a, a, request.now, occurrence_id=occurrence_id),
-            remembered=remembered(request.principal.sub, *request.idempotency, 201, body)
+            remembered=remembered(caller_scope(request.principal), *request.idempotency, 201, body)
             if request.idempotency
             else None,
         )

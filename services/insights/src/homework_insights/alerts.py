@@ -41,7 +41,7 @@ async def raise_alerts(work: Work, at: datetime, *, with_thresholds: bool) -> No
     changes no figure a flag rests on: no evaluation at all.
     """
     a = work.a.doc
-    rules = rules_of(await work.ctx.store.thresholds(a["client_id"])) if with_thresholds else []
+    rules = rules_of(await work.ctx.store.thresholds(a["practice_id"], a["client_id"])) if with_thresholds else []
     flags = evaluate_flags(facts_of(a), rules)
     states: dict[str, Any] = a.get("flags", {})
     present = set() if with_thresholds else {k for k in states if k.startswith("rating_threshold_crossed")}

@@ -3,27 +3,32 @@
 Auth: a bearer JWT. A client sees only their own figures (without flags); a therapist or
 admin sees every client of their practice, with flags, and alone sets thresholds and makes
 or reads summaries (403 for a client). Another practice's client or summary answers 404.
+
+Tenancy: the practice always comes from the caller's token, never from the request; a client is
+looked up by (practice, client id), so two practices' clients of the same id never meet.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_insights.domain import SERIES
-from homework_insights.figures import client_figures
+from homework_insights.figures import PAGE_DEFAULT, PAGE_MAX, UnknownCursor, client_figures
 from homework_insights.report import render_summary
 from homework_insights.store import Doc, MongoStore
 from homework_insights.summaries import PeriodError, build_summary, summary_event
 from homework_shared.auth import PrincipalDep, Role, TherapistDep, can_see_client
 from homework_shared.errors import NotFound, Unprocessable
-from homework_shared.idempotency import IdempotencyKeyDep, respond_idempotently
+from homework_shared.idempotency import IdempotencyKeyDep, caller_scope, respond_idempotently
 from homework_shared.service import Runtime
 
 router = APIRouter(prefix="/v1", tags=["insights"])
@@ -118,21 +123,64 @@ def runtime(request: Request) -> Runtime:
 
 
 async def visible_client(request: Request, principal: Any, client_id: str) -> Doc:
-    """The client document, or 404 when unknown or not the caller's to see."""
-    client = await MongoStore(runtime(request).db).client(client_id)
-    if client is None or not can_see_client(principal, client_id, client["practice_id"]):
+    """The client document of the caller's practice, or 404 when unknown there or not the caller's to see."""
+    if not can_see_client(principal, client_id, principal.practice_id):
+        raise NotFound("client_not_found", f"no figures for client {client_id}")
+    client = await MongoStore(runtime(request).db).client(principal.practice_id, client_id)
+    if client is None:
         raise NotFound("client_not_found", f"no figures for client {client_id}")
     return client
 
 
+def encode_cursor(assignment_id: str | None) -> str | None:
+    """An opaque page cursor for the last assignment of a page."""
+    return base64.urlsafe_b64encode(assignment_id.encode()).decode().rstrip("=") if assignment_id else None
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    """The assignment id a cursor stands for; 422 naming ``query.cursor`` when it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        found = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        found = ""
+    if not found:
+        raise Unprocessable("invalid_cursor", "query.cursor: not a cursor this service gave out")
+    return found
+
+
+Limit = Annotated[
+    int, Query(ge=1, le=PAGE_MAX, description=f"At most this many assignments in `assignments` (max {PAGE_MAX})")
+]
+Cursor = Annotated[
+    str | None,
+    Query(min_length=1, max_length=400, description="`next_cursor` of the previous page: the assignments after it"),
+]
+
+
 @router.get("/clients/{client_id}/figures", responses=answers())
-async def get_figures(request: Request, client_id: str, principal: PrincipalDep) -> JSONResponse:
-    """The client's figures now: overall, per kind, per assignment, last 7 and 28 days, series, streaks (+ flags)."""
+async def get_figures(
+    request: Request, client_id: str, principal: PrincipalDep, limit: Limit = PAGE_DEFAULT, cursor: Cursor = None
+) -> JSONResponse:
+    """The client's figures now: overall, per kind, last 7 and 28 days and flags over every assignment; per
+    assignment (series, streaks, exposure steps) one page of them, oldest first, with ``next_cursor`` (null on the
+    last page)."""
     await visible_client(request, principal, client_id)
     rt = runtime(request)
-    figures = await client_figures(
-        MongoStore(rt.db), client_id, rt.clock.now(), with_flags=principal.role is not Role.CLIENT
-    )
+    try:
+        figures = await client_figures(
+            MongoStore(rt.db),
+            principal.practice_id,
+            client_id,
+            rt.clock.now(),
+            with_flags=principal.role is not Role.CLIENT,
+            limit=limit,
+            after=decode_cursor(cursor),
+        )
+    except UnknownCursor:
+        raise Unprocessable("invalid_cursor", "query.cursor: not a cursor of this client's assignments") from None
+    figures["next_cursor"] = encode_cursor(figures["next_cursor"])
     return JSONResponse(jsonable_encoder(figures))
 
 
@@ -140,7 +188,7 @@ async def get_figures(request: Request, client_id: str, principal: PrincipalDep)
 async def get_thresholds(request: Request, client_id: str, principal: TherapistDep) -> ThresholdsPublic:
     """The thresholds a therapist set for this client."""
     await visible_client(request, principal, client_id)
-    doc = await MongoStore(runtime(request).db).thresholds(client_id)
+    doc = await MongoStore(runtime(request).db).thresholds(principal.practice_id, client_id)
     return ThresholdsPublic(client_id=client_id, rules=[ThresholdRuleIn(**r) for r in (doc or {}).get("rules", [])])
 
 
@@ -149,9 +197,9 @@ async def put_thresholds(
     request: Request, client_id: str, payload: ThresholdsUpdate, principal: TherapistDep
 ) -> ThresholdsPublic:
     """Replace the client's thresholds (e.g. mood at most 3, SUDS peak at least 90); used from the next event on."""
-    client = await visible_client(request, principal, client_id)
-    doc = {"practice_id": client["practice_id"], "rules": [r.model_dump() for r in payload.rules], "by": principal.sub}
-    await MongoStore(runtime(request).db).put_thresholds(client_id, doc)
+    await visible_client(request, principal, client_id)
+    doc = {"rules": [r.model_dump() for r in payload.rules], "by": principal.sub}
+    await MongoStore(runtime(request).db).put_thresholds(principal.practice_id, client_id, doc)
     return ThresholdsPublic(client_id=client_id, rules=payload.rules)
 
 
@@ -187,7 +235,7 @@ async def generate_summary(
         await store.stage(summary_event(summary), f"summary:{summary['_id']}")
         return public(summary)
 
-    response = await respond_idempotently(rt.mongo, rt.db, request, principal.sub, key, 201, write)
+    response = await respond_idempotently(rt.mongo, rt.db, request, caller_scope(principal), key, 201, write)
     rt.outbox.notify()
     request.app.state.insights_metrics.summaries.inc()
     return response
@@ -197,7 +245,7 @@ async def generate_summary(
 async def list_summaries(request: Request, client_id: str, principal: TherapistDep) -> JSONResponse:
     """The client's summaries, newest first (headline figures only)."""
     await visible_client(request, principal, client_id)
-    found = await MongoStore(runtime(request).db).summaries_of(client_id)
+    found = await MongoStore(runtime(request).db).summaries_of(principal.practice_id, client_id)
     keep = ("summary_id", "period_start", "period_end", "generated_at", "headline", "flags")
     return JSONResponse(jsonable_encoder([{k: v for k, v in public(s).items() if k in keep} for s in found]))
 

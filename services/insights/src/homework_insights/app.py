@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from homework_insights import api
 from homework_insights.config import Settings
 from homework_insights.messaging import InsightsMetrics, make_apply
+from homework_insights.migrate import migrate_tenancy
 from homework_insights.store import ensure_indexes
 from homework_shared.clock import Clock
 from homework_shared.http import create_app
@@ -31,6 +32,7 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
     )
 
     async def on_start() -> None:
+        await migrate_tenancy(rt.db)  # data written with client-id-only keys, before any request reads it
         await ensure_indexes(rt.db)
 
     app.router.lifespan_context = rt.lifespan(on_start)

@@ -35,6 +35,27 @@ from homework_insights.handlers import pending_due, plan_of
 from homework_insights.store import Doc, Store
 
 WINDOWS = (7, 28)
+PAGE_DEFAULT, PAGE_MAX = 50, 200
+"""How many assignments one figures response lists by default, and at most (``limit``)."""
+
+
+class UnknownCursor(ValueError):
+    """A cursor that names no assignment of this client."""
+
+
+def page_of(docs: list[Doc], limit: int | None, after: str | None) -> tuple[list[Doc], str | None]:
+    """The assignments after the one ``after`` names (in ``created_at``, id order), at most ``limit``, and the cursor
+    of the next page (None on the last)."""
+    ordered = sorted(docs, key=lambda d: (d["created_at"], d["_id"]))
+    start = 0
+    if after is not None:
+        ids = [d["_id"] for d in ordered]
+        if after not in ids:
+            raise UnknownCursor(after)
+        start = ids.index(after) + 1
+    page = ordered[start:] if limit is None else ordered[start : start + limit]
+    more = limit is not None and start + limit < len(ordered)
+    return page, (page[-1]["_id"] if more and page else None)
 
 
 def merge_counts(into: dict[str, Any], counts: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,16 +216,33 @@ class AssignmentReading:
         }
 
 
-async def client_figures(store: Store, client_id: str, now: datetime, *, with_flags: bool) -> dict[str, Any]:
-    """A client's figures at ``now``: overall, per kind, per assignment, 7/28-day adherence, series, streaks."""
-    docs = await store.assignments_of(client_id)
-    readings = [AssignmentReading(d, now) for d in docs]
+async def client_figures(
+    store: Store,
+    practice_id: str,
+    client_id: str,
+    now: datetime,
+    *,
+    with_flags: bool,
+    limit: int | None = None,
+    after: str | None = None,
+) -> dict[str, Any]:
+    """A client's figures at ``now``: overall, per kind, per assignment, 7/28-day adherence, series, streaks.
+
+    The overall, per-kind and window figures (and ``flags``) cover every assignment of the client;
+    ``assignments`` lists one page of them (``limit`` after the assignment ``after``; all when
+    ``limit`` is None), and ``next_cursor`` names the last one when more follow.
+    """
+    docs = await store.assignments_of(practice_id, client_id)
+    page, next_cursor = page_of(docs, limit, after)
+    listed = {d["_id"] for d in page}
+    readings = [AssignmentReading(d, now) for d in sorted(docs, key=lambda d: (d["created_at"], d["_id"]))]
     today = max((r.today for r in readings), default=now.date())
-    days = await store.days_of(client_id, (today - timedelta(days=max(WINDOWS))).isoformat(), today.isoformat())
+    first = (today - timedelta(days=max(WINDOWS))).isoformat()
+    days = await store.days_of(practice_id, client_id, first, today.isoformat())
     days_by_assignment: dict[str, list[Doc]] = {}
     for d in days:
         days_by_assignment.setdefault(d["assignment_id"], []).append(d)
-    rules = rules_of(await store.thresholds(client_id)) if with_flags else []
+    rules = rules_of(await store.thresholds(practice_id, client_id)) if with_flags else []
     overall: dict[str, Any] = {}
     by_kind: dict[str, dict[str, Any]] = {}
     windows: dict[int, dict[str, Any]] = {n: {} for n in WINDOWS}
@@ -219,6 +257,10 @@ async def client_figures(store: Store, client_id: str, now: datetime, *, with_fl
             counts = r.days_counts(mine, days_back(r.today, n), r.today.isoformat())
             merge_counts(windows[n], counts)
             recent[f"last_{n}_days"] = _window(counts)
+        mine_flags = [f.to_doc() for f in r.flags(rules)] if with_flags else []
+        flags.extend(mine_flags)
+        if r.doc["_id"] not in listed:
+            continue
         view: dict[str, Any] = {
             **r.header(),
             **figures_from(totals),
@@ -228,9 +270,7 @@ async def client_figures(store: Store, client_id: str, now: datetime, *, with_fl
             "exposure_steps": exposure_view(r.doc),
         }
         if with_flags:
-            mine_flags = [f.to_doc() for f in r.flags(rules)]
             view["flags"] = mine_flags
-            flags.extend(mine_flags)
         assignments.append(view)
     result: dict[str, Any] = {
         "client_id": client_id,
@@ -238,6 +278,7 @@ async def client_figures(store: Store, client_id: str, now: datetime, *, with_fl
         "overall": {**figures_from(overall), **{f"last_{n}_days": _window(windows[n]) for n in WINDOWS}},
         "by_kind": {kind: figures_from(c) for kind, c in sorted(by_kind.items())},
         "assignments": assignments,
+        "next_cursor": next_cursor,
     }
     if with_flags:
         result["flags"] = flags

@@ -89,7 +89,7 @@ async def apply_event(ctx: Context, env: Envelope[Any]) -> None:
     if doc is None:
         await hold(ctx, env)
         return
-    if doc["client_id"] != data.client_id:
+    if (doc["practice_id"], doc["client_id"]) != (data.practice_id, data.client_id):
         raise UnappliableEvent(f"assignment {data.assignment_id} belongs to another client than event {env.id}")
     work = Work(ctx, doc)
     plan = plan_of(doc)
@@ -132,7 +132,10 @@ def plan_of(doc: Doc) -> Plan:
 
 async def create_assignment(ctx: Context, event: AssignmentCreated) -> None:
     """Start the figures of a new assignment, then apply the events that were waiting for it."""
-    if await ctx.store.assignment(event.assignment_id) is not None:
+    if (known := await ctx.store.assignment(event.assignment_id)) is not None:
+        if (known["practice_id"], known["client_id"]) != (event.practice_id, event.client_id):
+            # Never let one practice's event take over another's record (the id is the assignment service's).
+            raise UnappliableEvent(f"assignment {event.assignment_id} exists for another practice or client")
         return
     zone = event.schedule.timezone
     segments = [{"from": None, "schedule": event.schedule.model_dump(mode="json")}]
@@ -168,9 +171,10 @@ async def create_assignment(ctx: Context, event: AssignmentCreated) -> None:
     }
     await ctx.store.insert_assignment(doc)
     await ctx.store.update_client(
+        event.practice_id,
         event.client_id,
         {
-            "$set": {"practice_id": event.practice_id, "timezone": zone},
+            "$set": {"timezone": zone},
             "$min": {"first_assignment_at": event.created_at},
         },
     )
@@ -460,6 +464,8 @@ async def hold(ctx: Context, env: Envelope[Any]) -> None:
         {
             "_id": env.id,
             "assignment_id": env.data.assignment_id,
+            "practice_id": env.data.practice_id,
+            "client_id": env.data.client_id,
             "seq": time.time_ns(),
             "type": env.type,
             "source": env.source,

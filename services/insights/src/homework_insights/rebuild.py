@@ -151,10 +151,12 @@ async def snapshot(db: AsyncDatabase[Doc], at: datetime) -> dict[str, Any]:
     """Every client's figures (with flags) at ``at``, active flags, streaks and held events: what must be equal."""
     store = MongoStore(db)
     out: dict[str, Any] = {}
-    for client in await db[CLIENTS].find({}, {"_id": 1}).to_list():
-        figures = await client_figures(store, client["_id"], at, with_flags=True)
+    keyed = {"client_id": {"$exists": True}}  # not the documents of before the tenancy keys (migrate.py)
+    for client in await db[CLIENTS].find(keyed, {"practice_id": 1, "client_id": 1}).to_list():
+        practice_id, client_id = client["practice_id"], client["client_id"]
+        figures = await client_figures(store, practice_id, client_id, at, with_flags=True)
         figures["assignments"] = {a["assignment_id"]: a for a in figures["assignments"]}
-        out[f"client {client['_id']}"] = figures
+        out[f"client {practice_id}/{client_id}"] = figures
     for a in await db[ASSIGNMENTS].find({}, {"flags": 1, "streak": 1, "state": 1, "version": 1}).to_list():
         kept = {k: a.get(k) for k in ("streak", "state", "version")}
         # Which flags hold now must agree; how many episodes were raised on the way need not: it depends on

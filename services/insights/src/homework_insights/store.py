@@ -9,6 +9,12 @@ Collections, each written with O(1) work per event (``$inc``, ``$set``, bounded 
 * ``occurrences``: one per occurrence an event mentioned: resolution, reminders sent, missed report.
 * ``held_events``: events that arrived before their assignment; applied when it arrives.
 * ``clients``, ``thresholds``, ``summaries``; plus ``processed_events`` and ``outbox`` (shared).
+
+Tenancy: a client id is unique only within a practice, so every document about a client carries
+``practice_id`` and ``client_id`` and every query by client filters on both. ``clients`` and
+``thresholds`` are keyed by :func:`client_key` (practice and client); the practice of a stored
+record is never overwritten. An event whose practice or client differs from its assignment's is
+refused (``UnappliableEvent``). ``migrate.py`` brings data written before this up to date.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -43,39 +50,52 @@ FIGURE_COLLECTIONS = (ASSIGNMENTS, DAYS, OCCURRENCES, HELD, CLIENTS)
 """What the consumer writes: what a rebuild recreates and compares."""
 
 
+def client_key(practice_id: str, client_id: str) -> str:
+    """The ``_id`` of a client's ``clients`` and ``thresholds`` documents: practice and client, unambiguously.
+
+    Each part is percent-encoded (``|`` and ``%`` included), so ``("a|b", "c")`` and ``("a", "b|c")`` differ.
+    """
+    return f"{quote(practice_id, safe=':@')}|{quote(client_id, safe=':@')}"
+
+
 class Store(Protocol):
     """The reads and writes the handlers need; every method is O(1) or bounded by its arguments."""
 
     async def assignment(self, assignment_id: str) -> Doc | None: ...
     async def insert_assignment(self, doc: Doc) -> None: ...
     async def update_assignment(self, assignment_id: str, update: Update) -> None: ...
-    async def assignments_of(self, client_id: str, *, active_since: datetime | None = None) -> list[Doc]: ...
+    async def assignments_of(
+        self, practice_id: str, client_id: str, *, active_since: datetime | None = None
+    ) -> list[Doc]: ...
     async def occurrence(self, occurrence_id: str) -> Doc | None: ...
     async def occurrences(self, occurrence_ids: list[str]) -> list[Doc]: ...
     async def outcomes_of(self, assignment_id: str) -> list[Doc]: ...
     async def update_occurrence(self, occurrence_id: str, update: Update) -> None: ...
     async def update_day(self, key: str, update: Update) -> None: ...
-    async def days_of(self, client_id: str, first: str, last: str) -> list[Doc]: ...
+    async def days_of(self, practice_id: str, client_id: str, first: str, last: str) -> list[Doc]: ...
     async def hold(self, doc: Doc) -> None: ...
     async def held_for(self, assignment_id: str) -> list[Doc]: ...
     async def release(self, event_ids: list[str]) -> None: ...
-    async def client(self, client_id: str) -> Doc | None: ...
-    async def update_client(self, client_id: str, update: Update) -> None: ...
-    async def thresholds(self, client_id: str) -> Doc | None: ...
-    async def put_thresholds(self, client_id: str, doc: Doc) -> None: ...
+    async def client(self, practice_id: str, client_id: str) -> Doc | None: ...
+    async def update_client(self, practice_id: str, client_id: str, update: Update) -> None: ...
+    async def thresholds(self, practice_id: str, client_id: str) -> Doc | None: ...
+    async def put_thresholds(self, practice_id: str, client_id: str, doc: Doc) -> None: ...
     async def insert_summary(self, doc: Doc) -> None: ...
     async def summary(self, summary_id: str) -> Doc | None: ...
-    async def summaries_of(self, client_id: str, limit: int = 50) -> list[Doc]: ...
+    async def summaries_of(self, practice_id: str, client_id: str, limit: int = 50) -> list[Doc]: ...
     async def stage(self, event: HomeworkEvent, event_id: str) -> None: ...
 
 
+BY_CLIENT = [("practice_id", ASCENDING), ("client_id", ASCENDING)]
+
+
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
-    """An index for every query the store makes."""
-    await db[ASSIGNMENTS].create_index([("client_id", ASCENDING), ("active_until", ASCENDING)], name="by_client")
-    await db[DAYS].create_index([("client_id", ASCENDING), ("date", ASCENDING)], name="by_client_day")
+    """An index for every query the store makes (queries by client lead with the practice)."""
+    await db[ASSIGNMENTS].create_index([*BY_CLIENT, ("active_until", ASCENDING)], name="by_practice_client")
+    await db[DAYS].create_index([*BY_CLIENT, ("date", ASCENDING)], name="by_practice_client_day")
     await db[OCCURRENCES].create_index([("assignment_id", ASCENDING), ("opens_at", ASCENDING)], name="by_assignment")
     await db[HELD].create_index([("assignment_id", ASCENDING), ("seq", ASCENDING)], name="by_assignment")
-    await db[SUMMARIES].create_index([("client_id", ASCENDING), ("generated_at", DESCENDING)], name="by_client")
+    await db[SUMMARIES].create_index([*BY_CLIENT, ("generated_at", DESCENDING)], name="by_practice_client")
 
 
 class MongoStore:
@@ -96,8 +116,10 @@ class MongoStore:
         if update:
             await self.db[ASSIGNMENTS].update_one({"_id": assignment_id}, dict(update), session=self.s)
 
-    async def assignments_of(self, client_id: str, *, active_since: datetime | None = None) -> list[Doc]:
-        query: Doc = {"client_id": client_id}
+    async def assignments_of(
+        self, practice_id: str, client_id: str, *, active_since: datetime | None = None
+    ) -> list[Doc]:
+        query: Doc = {"practice_id": practice_id, "client_id": client_id}
         if active_since is not None:
             query["active_until"] = {"$gte": active_since}
         return await self.db[ASSIGNMENTS].find(query, session=self.s).sort("created_at", ASCENDING).to_list()
@@ -123,8 +145,8 @@ class MongoStore:
         if update:
             await self.db[DAYS].update_one({"_id": key}, dict(update), upsert=True, session=self.s)
 
-    async def days_of(self, client_id: str, first: str, last: str) -> list[Doc]:
-        query = {"client_id": client_id, "date": {"$gte": first, "$lte": last}}
+    async def days_of(self, practice_id: str, client_id: str, first: str, last: str) -> list[Doc]:
+        query = {"practice_id": practice_id, "client_id": client_id, "date": {"$gte": first, "$lte": last}}
         return await self.db[DAYS].find(query, session=self.s).sort("date", ASCENDING).to_list()
 
     async def hold(self, doc: Doc) -> None:
@@ -139,17 +161,21 @@ class MongoStore:
         if event_ids:
             await self.db[HELD].delete_many({"_id": {"$in": event_ids}}, session=self.s)
 
-    async def client(self, client_id: str) -> Doc | None:
-        return await self.db[CLIENTS].find_one({"_id": client_id}, session=self.s)
+    async def client(self, practice_id: str, client_id: str) -> Doc | None:
+        return await self.db[CLIENTS].find_one({"_id": client_key(practice_id, client_id)}, session=self.s)
 
-    async def update_client(self, client_id: str, update: Update) -> None:
-        await self.db[CLIENTS].update_one({"_id": client_id}, dict(update), upsert=True, session=self.s)
+    async def update_client(self, practice_id: str, client_id: str, update: Update) -> None:
+        key = client_key(practice_id, client_id)
+        keyed = _keyed(update, practice_id, client_id)
+        await self.db[CLIENTS].update_one({"_id": key}, keyed, upsert=True, session=self.s)
 
-    async def thresholds(self, client_id: str) -> Doc | None:
-        return await self.db[THRESHOLDS].find_one({"_id": client_id}, session=self.s)
+    async def thresholds(self, practice_id: str, client_id: str) -> Doc | None:
+        return await self.db[THRESHOLDS].find_one({"_id": client_key(practice_id, client_id)}, session=self.s)
 
-    async def put_thresholds(self, client_id: str, doc: Doc) -> None:
-        await self.db[THRESHOLDS].replace_one({"_id": client_id}, doc, upsert=True, session=self.s)
+    async def put_thresholds(self, practice_id: str, client_id: str, doc: Doc) -> None:
+        key = client_key(practice_id, client_id)
+        full = {**doc, "practice_id": practice_id, "client_id": client_id}
+        await self.db[THRESHOLDS].replace_one({"_id": key}, full, upsert=True, session=self.s)
 
     async def insert_summary(self, doc: Doc) -> None:
         await self.db[SUMMARIES].insert_one(doc, session=self.s)
@@ -157,14 +183,24 @@ class MongoStore:
     async def summary(self, summary_id: str) -> Doc | None:
         return await self.db[SUMMARIES].find_one({"_id": summary_id}, session=self.s)
 
-    async def summaries_of(self, client_id: str, limit: int = 50) -> list[Doc]:
-        cursor = self.db[SUMMARIES].find({"client_id": client_id}, session=self.s)
+    async def summaries_of(self, practice_id: str, client_id: str, limit: int = 50) -> list[Doc]:
+        cursor = self.db[SUMMARIES].find({"practice_id": practice_id, "client_id": client_id}, session=self.s)
         return await cursor.sort("generated_at", DESCENDING).limit(limit).to_list()
 
     async def stage(self, event: HomeworkEvent, event_id: str) -> None:
         if self.outbox is None or self.s is None:
             raise RuntimeError("staging an event needs the outbox and a transaction")
         await self.outbox.stage(self.s, event, event_id=event_id)
+
+
+def _keyed(update: Update, practice_id: str, client_id: str) -> dict[str, Any]:
+    """``update`` that also writes the practice and client on insert (and never changes them afterwards)."""
+    out = {op: dict(fields) for op, fields in update.items()}
+    out["$setOnInsert"] = {**out.get("$setOnInsert", {}), "practice_id": practice_id, "client_id": client_id}
+    for op in ("$set", "$unset", "$inc", "$min", "$max"):
+        for name in ("practice_id", "client_id"):
+            out.get(op, {}).pop(name, None)
+    return out
 
 
 # ------------------------------------------------------------------ in memory, for unit tests and bulk loading
@@ -237,11 +273,14 @@ class MemoryStore:
         if assignment_id in self._c(ASSIGNMENTS):
             apply_update(self._c(ASSIGNMENTS)[assignment_id], update)
 
-    async def assignments_of(self, client_id: str, *, active_since: datetime | None = None) -> list[Doc]:
+    async def assignments_of(
+        self, practice_id: str, client_id: str, *, active_since: datetime | None = None
+    ) -> list[Doc]:
         found = [
             copy.deepcopy(a)
             for a in self._c(ASSIGNMENTS).values()
-            if a["client_id"] == client_id and (active_since is None or a["active_until"] >= active_since)
+            if (a["practice_id"], a["client_id"]) == (practice_id, client_id)
+            and (active_since is None or a["active_until"] >= active_since)
         ]
         return sorted(found, key=lambda a: a["created_at"])
 
@@ -274,11 +313,11 @@ class MemoryStore:
         if update:
             self._upsert(DAYS, key, update)
 
-    async def days_of(self, client_id: str, first: str, last: str) -> list[Doc]:
+    async def days_of(self, practice_id: str, client_id: str, first: str, last: str) -> list[Doc]:
         found = [
             copy.deepcopy(d)
             for d in self._c(DAYS).values()
-            if d.get("client_id") == client_id and first <= d["date"] <= last
+            if (d.get("practice_id"), d.get("client_id")) == (practice_id, client_id) and first <= d["date"] <= last
         ]
         return sorted(found, key=lambda d: d["date"])
 
@@ -293,17 +332,19 @@ class MemoryStore:
         for i in event_ids:
             self._c(HELD).pop(i, None)
 
-    async def client(self, client_id: str) -> Doc | None:
-        return copy.deepcopy(self._c(CLIENTS).get(client_id))
+    async def client(self, practice_id: str, client_id: str) -> Doc | None:
+        return copy.deepcopy(self._c(CLIENTS).get(client_key(practice_id, client_id)))
 
-    async def update_client(self, client_id: str, update: Update) -> None:
-        self._upsert(CLIENTS, client_id, update)
+    async def update_client(self, practice_id: str, client_id: str, update: Update) -> None:
+        self._upsert(CLIENTS, client_key(practice_id, client_id), _keyed(update, practice_id, client_id))
 
-    async def thresholds(self, client_id: str) -> Doc | None:
-        return _copy(self._c(THRESHOLDS).get(client_id))
+    async def thresholds(self, practice_id: str, client_id: str) -> Doc | None:
+        return _copy(self._c(THRESHOLDS).get(client_key(practice_id, client_id)))
 
-    async def put_thresholds(self, client_id: str, doc: Doc) -> None:
-        self._c(THRESHOLDS)[client_id] = copy.deepcopy({**doc, "_id": client_id})
+    async def put_thresholds(self, practice_id: str, client_id: str, doc: Doc) -> None:
+        key = client_key(practice_id, client_id)
+        full = {**doc, "_id": key, "practice_id": practice_id, "client_id": client_id}
+        self._c(THRESHOLDS)[key] = copy.deepcopy(full)
 
     async def insert_summary(self, doc: Doc) -> None:
         self._c(SUMMARIES)[doc["_id"]] = copy.deepcopy(doc)
@@ -311,8 +352,12 @@ class MemoryStore:
     async def summary(self, summary_id: str) -> Doc | None:
         return copy.deepcopy(self._c(SUMMARIES).get(summary_id))
 
-    async def summaries_of(self, client_id: str, limit: int = 50) -> list[Doc]:
-        found = [copy.deepcopy(s) for s in self._c(SUMMARIES).values() if s["client_id"] == client_id]
+    async def summaries_of(self, practice_id: str, client_id: str, limit: int = 50) -> list[Doc]:
+        found = [
+            copy.deepcopy(s)
+            for s in self._c(SUMMARIES).values()
+            if (s["practice_id"], s["client_id"]) == (practice_id, client_id)
+        ]
         return sorted(found, key=lambda s: s["generated_at"], reverse=True)[:limit]
 
     async def stage(self, event: HomeworkEvent, event_id: str) -> None:

@@ -43,20 +43,20 @@ async def build_summary(
     generated_by: str = "",
 ) -> Doc:
     """Compute (not store) a summary for ``client`` over ``[start, end]`` (defaults: see the module docstring)."""
-    client_id = client["_id"]
-    previous = next(iter(await store.summaries_of(client_id, limit=1)), None)
+    practice_id, client_id = client["practice_id"], client["client_id"]
+    previous = next(iter(await store.summaries_of(practice_id, client_id, limit=1)), None)
     end = end or now
     start = start or (previous["period_end"] if previous else client["first_assignment_at"])
     if start > end:
         raise PeriodError("from must not be after to")
     zone = client["timezone"]
     first_day, last_day = local_day(start, zone).isoformat(), local_day(end, zone).isoformat()
-    docs = {d["_id"]: d for d in await store.assignments_of(client_id, active_since=start)}
-    days = await store.days_of(client_id, first_day, last_day)
+    docs = {d["_id"]: d for d in await store.assignments_of(practice_id, client_id, active_since=start)}
+    days = await store.days_of(practice_id, client_id, first_day, last_day)
     for d in days:
         if d["assignment_id"] not in docs and (found := await store.assignment(d["assignment_id"])) is not None:
             docs[found["_id"]] = found
-    rules = rules_of(await store.thresholds(client_id))
+    rules = rules_of(await store.thresholds(practice_id, client_id))
     total: dict[str, Any] = {}
     rows: list[Doc] = []
     series: list[Doc] = []
@@ -81,7 +81,7 @@ async def build_summary(
     return {
         "_id": f"sum-{uuid.uuid4().hex[:16]}",
         "client_id": client_id,
-        "practice_id": client["practice_id"],
+        "practice_id": practice_id,
         "period_start": start,
         "period_end": end,
         "first_day": first_day,

@@ -79,7 +79,15 @@ class Work:
         if date not in self.days:
             t = Tracked({})
             a = self.a.doc
-            t.on_insert({"client_id": a["client_id"], "assignment_id": a["_id"], "date": date, "kind": a["kind"]})
+            t.on_insert(
+                {
+                    "practice_id": a["practice_id"],
+                    "client_id": a["client_id"],
+                    "assignment_id": a["_id"],
+                    "date": date,
+                    "kind": a["kind"],
+                }
+            )
             self.days[date] = t
         return self.days[date]
 
@@ -89,7 +97,14 @@ class Work:
             t = Tracked(found or {"_id": occurrence_id})
             if found is None:
                 a = self.a.doc
-                t.on_insert({"assignment_id": a["_id"], "client_id": a["client_id"], "date": day_of(occurrence_id)})
+                t.on_insert(
+                    {
+                        "assignment_id": a["_id"],
+                        "practice_id": a["practice_id"],
+                        "client_id": a["client_id"],
+                        "date": day_of(occurrence_id),
+                    }
+                )
             self.occurrences[occurrence_id] = t
         return self.occurrences[occurrence_id]
 

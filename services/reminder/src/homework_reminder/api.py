@@ -38,7 +38,7 @@ from homework_shared.clock import Clock
 from homework_shared.errors import NotFound, Unprocessable
 from homework_shared.events import Channel, HomeworkKind
 from homework_shared.events.values import TimeZoneName
-from homework_shared.idempotency import IdempotencyKeyDep, respond_idempotently
+from homework_shared.idempotency import IdempotencyKeyDep, caller_scope, respond_idempotently
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.schedule import to_local
 
@@ -199,10 +199,14 @@ class WebhookPublic(BaseModel):
 
 
 async def _visible_client(svc: Services, principal: Principal, client_id: str) -> None:
-    """404 unless ``principal`` may see ``client_id`` (a therapist: a client of their practice)."""
+    """404 unless ``principal`` may see ``client_id`` and the practice knows the client (has assigned them homework).
+
+    The same for every role, as docs/reminder.md promises: a client token names its practice, but until that
+    practice assigns the client homework the reminder service has no such client (and nothing to show).
+    """
     if not can_see_client(principal, client_id, principal.practice_id):
         raise NotFound("client_not_found", f"no client {client_id!r}")
-    if principal.role is not Role.CLIENT and not await svc.store.client_known(principal.practice_id, client_id):
+    if not await svc.store.client_known(principal.practice_id, client_id):
         raise NotFound("client_not_found", f"no client {client_id!r}")
 
 
@@ -264,7 +268,7 @@ async def snooze_reminder(
             mode="json"
         )
 
-    response = await respond_idempotently(svc.mongo, svc.store.db, request, principal.sub, key, 200, write)
+    response = await respond_idempotently(svc.mongo, svc.store.db, request, caller_scope(principal), key, 200, write)
     svc.scheduler.outbox.notify()
     return response
 

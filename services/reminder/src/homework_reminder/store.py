@@ -44,6 +44,8 @@ Counting the reminders themselves would read every waiting reminder (about 30 s 
 _PENDING_SHARDS = [f"{PENDING}:{i}" for i in range(COUNTER_SHARDS)]
 FINISHED_RETENTION = timedelta(days=45)
 """Fired and cancelled reminders, and finished webhook deliveries, are forgotten after this."""
+UPCOMING = [("practice_id", ASCENDING), ("client_id", ASCENDING), ("state", ASCENDING), ("due_at", ASCENDING)]
+"""A client's waiting reminders, soonest first: the practice leads, as in every query by client."""
 
 
 def finished_now() -> datetime:
@@ -77,9 +79,9 @@ class Store:
         await self.reminders.create_index([("state", ASCENDING), ("due_at", ASCENDING)], name="due")
         await self.reminders.create_index("claim_token", name="claim_token", sparse=True)
         await self.reminders.create_index("occurrence_id", name="by_occurrence")
-        await self.reminders.create_index(
-            [("client_id", ASCENDING), ("state", ASCENDING), ("due_at", ASCENDING)], name="upcoming"
-        )
+        if "upcoming" in await self.reminders.index_information():  # keyed by client id alone: replaced
+            await self.reminders.drop_index("upcoming")
+        await self.reminders.create_index(UPCOMING, name="upcoming_in_practice")
         await self.reminders.create_index("finished_at", name="finished_ttl", expireAfterSeconds=ttl, sparse=True)
         await self.preferences.create_index(
             [("practice_id", ASCENDING), ("client_id", ASCENDING)], name="by_client", unique=True
@@ -166,8 +168,8 @@ class Store:
     async def upcoming(self, practice_id: str, client_id: str, limit: int) -> list[Doc]:
         """A client's reminders that have not fired yet, soonest first."""
         cursor = (
-            self.reminders.find({"client_id": client_id, "state": {"$in": list(WAITING)}, "practice_id": practice_id})
-            .sort([("client_id", ASCENDING), ("state", ASCENDING), ("due_at", ASCENDING)])
+            self.reminders.find({"practice_id": practice_id, "client_id": client_id, "state": {"$in": list(WAITING)}})
+            .sort(UPCOMING)
             .limit(limit)
         )
         docs = await cursor.to_list()
