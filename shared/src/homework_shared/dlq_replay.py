@@ -142,6 +142,8 @@ async def read_parked(
         [described] = await admin.describe_topics([topic])
     finally:
         await admin.close()
+    if described.get("error_code") == 3:  # UNKNOWN_TOPIC_OR_PARTITION
+        raise LookupError(f"dead-letter topic {topic} does not exist: is the group or TOPIC_PREFIX misspelt?")
     if described.get("error_code"):
         raise LookupError(f"dead-letter topic {topic} cannot be read (error code {described['error_code']})")
     parts = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
@@ -267,14 +269,19 @@ async def _republish(
         await producer.stop()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the arguments, read the Kafka settings from the environment, replay and report."""
+def parser() -> argparse.ArgumentParser:
+    """The command's arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--group", required=True, help="the consumer group whose dead-letter topic is replayed")
     parser.add_argument("--since", help="only records parked since: ISO 8601 instant (UTC if no offset) or 90m/2h/3d")
     parser.add_argument("--dry-run", action="store_true", help="list what would be replayed; publish nothing")
     parser.add_argument("--max-replays", type=int, help="skip records replayed this often (default DLQ_MAX_REPLAYS)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments, read the Kafka settings from the environment, replay and report."""
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         settings = ReplaySettings()
