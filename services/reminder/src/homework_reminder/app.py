@@ -11,6 +11,7 @@ from homework_reminder import api
 from homework_reminder.config import ReminderSettings
 from homework_reminder.firing import Firing
 from homework_reminder.handlers import Scheduler
+from homework_reminder.held import HeldEvents
 from homework_reminder.loops import Workers
 from homework_reminder.messaging import assignment_events
 from homework_reminder.metrics import ReminderMetrics
@@ -47,7 +48,8 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
     store = Store(rt.db)
     scheduler = Scheduler(store, rt.outbox, rt.clock, settings, metrics)
     firing = Firing(store, rt.mongo, rt.outbox, scheduler, rt.clock, settings)
-    consume_assignments(rt, settings, assignment_events(scheduler))
+    held = HeldEvents(rt.db, settings.held_event_ttl_s, app.state.metrics)
+    consume_assignments(rt, settings, assignment_events(scheduler, held))
     http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
     workers = Workers(
         store=store,
@@ -62,6 +64,7 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
 
     async def on_start() -> None:
         await store.ensure_indexes()
+        await held.ensure_indexes()
         workers.start()
 
     async def on_stop() -> None:
