@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pymongo.errors import (
     AutoReconnect,
     DuplicateKeyError,
@@ -36,3 +37,29 @@ def test_the_transient_back_off_grows_exponentially_with_jitter_and_is_capped() 
         step = min(5.0, 0.01 * 2**failures)
         for _ in range(20):
             assert step / 2 <= consumer.transient_delay(failures) <= step
+
+
+def test_a_services_consumer_takes_its_retry_budget_from_consumer_transient_retry_s() -> None:
+    from homework_reminder.app import create
+    from homework_reminder.config import ReminderSettings
+
+    unreachable = {"kafka_bootstrap_servers": "127.0.0.1:9", "mongodb_uri": "mongodb://127.0.0.1:9/"}
+    default = ReminderSettings(environment="development", **unreachable)
+    assert default.consumer_transient_retry_s == 600, "ten minutes unless set"
+    app = create(ReminderSettings(environment="development", consumer_transient_retry_s=42, **unreachable))
+    [consumer] = app.state.runtime.consumers
+    assert consumer.transient_retry_s == 42
+
+
+def test_a_retry_budget_of_zero_or_less_is_refused() -> None:
+    import pydantic
+
+    from homework_reminder.config import ReminderSettings
+
+    with pytest.raises(pydantic.ValidationError, match="consumer_transient_retry_s"):
+        ReminderSettings(
+            environment="development",
+            kafka_bootstrap_servers="127.0.0.1:9",
+            mongodb_uri="mongodb://127.0.0.1:9/",
+            consumer_transient_retry_s=0,
+        )
