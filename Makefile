@@ -62,10 +62,15 @@ token: install ## mint a development JWT: make token ROLE=therapist SUB=t1 PRACT
 clean: infra-down
 	rm -rf .venv .devstack .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: manifests config-reference
+.PHONY: manifests config-reference dlq-replay
 
 manifests: install ## print the Kubernetes manifests of an overlay: make -s manifests OVERLAY=prod > prod.yaml
 	@$(PY) deploy/k8s/render.py $(or $(OVERLAY),dev)
 
 config-reference: install ## regenerate the configuration reference in docs/deploy.md from the settings classes
 	$(PY) deploy/config_reference.py --write
+
+dlq-replay: install ## replay a consumer group's dead-letter topic: make dlq-replay GROUP=reminder [SINCE=2h] [DRY_RUN=1]
+	@test -n "$(GROUP)" || { echo "GROUP=<consumer group> is required, e.g. make dlq-replay GROUP=reminder DRY_RUN=1" >&2; exit 2; }
+	@set -a; if [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ] && [ -f $(DEVSTACK_DIR)/env ]; then . $(DEVSTACK_DIR)/env; fi; set +a; \
+	$(PY) -m homework_shared.dlq_replay --group '$(GROUP)' $(if $(SINCE),--since '$(SINCE)') $(if $(DRY_RUN),--dry-run) $(if $(MAX_REPLAYS),--max-replays '$(MAX_REPLAYS)')

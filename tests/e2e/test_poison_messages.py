@@ -132,8 +132,8 @@ def unappliable(
                 sample.model_copy(update={**of_mood, "client_id": unique("client")}),
                 ("reminder", "insights"),
             ),
-            # A completion of an assignment never created: the reminder parks it; the insights hold it,
-            # waiting for the assignment (events may come before their assignment), and never count it.
+            # A completion of an assignment never created: the reminder and the insights hold it, waiting
+            # for the assignment (events may come before their assignment), and never count it.
             (
                 "unknown-assignment",
                 sample.model_copy(
@@ -143,7 +143,7 @@ def unappliable(
                         "occurrence_id": "asg-never@2026-12-08T20:00",
                     }
                 ),
-                ("reminder",),
+                (),
             ),
         ]
     if stream == "reminder":

@@ -14,15 +14,24 @@ For every Kafka record a subscriber built here:
    :func:`homework_shared.after_commit.after_commit` run after the commit, never for a
    dropped transaction;
 3. on a failure of the apply function, retries with back-off up to ``max_attempts``, then
-   parks the record; on an outage of MongoDB (connection errors) it waits and retries
-   without limit, since the event is fine and parking it would lose it;
+   parks the record (reason ``apply_failed``). A transient failure (a timeout, a
+   ``TransientTransactionError`` such as a write conflict, a lost connection, no server
+   selectable: see :func:`is_transient`) is retried with capped exponential back-off and
+   jitter until ``transient_retry_s`` after the poll began, then the record is parked with
+   reason ``transient_exhausted`` (counted, logged as an error) and the partition moves on:
+   no record blocks its partition for ever, and ``python -m homework_shared.dlq_replay``
+   brings parked records back once the cause is gone;
 4. commits the Kafka offset only after 1-3 (FastStream ``AckPolicy.NACK_ON_ERROR``, one
    record at a time, or with ``batch_size > 1`` once after a whole polled batch): a crash
    re-reads the record (or the batch), and step 2 makes that harmless.
 
 Parked records keep their key, body and headers, plus ``dlq_reason``, ``dlq_error``,
 ``dlq_original_topic``, ``dlq_original_partition``, ``dlq_original_offset``,
-``dlq_consumer_group`` and ``dlq_failed_at``.
+``dlq_consumer_group`` and ``dlq_failed_at`` (and ``dlq_replay_count``, kept from a replayed record).
+
+The processed-events insert shares the apply's transaction, so a parked record left no id
+behind: replayed, it is applied; a record that was applied (and parked again later, or
+replayed twice) is skipped as a duplicate.
 """
 
 from __future__ import annotations
@@ -65,6 +74,11 @@ class ConsumerMetrics:
             "events_parked_total", "Events parked on the dead-letter topic", ["reason"], registry=registry
         )
         self.retries = Counter("events_retried_total", "Attempts to apply an event that failed", registry=registry)
+        self.transient_retries = Counter(
+            "events_transient_failures_total",
+            "Transient failures (timeouts, write conflicts, connection loss) met while applying an event",
+            registry=registry,
+        )
         self.apply_seconds = Histogram("event_apply_seconds", "Time to apply one event", registry=registry)
         self.group_sizes = Histogram(
             "events_per_transaction",
@@ -77,12 +91,24 @@ class ConsumerMetrics:
         )
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, ConnectionFailure):
+TRANSIENT_CODES = frozenset({6, 7, 24, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
+"""Server error codes that pass on their own: HostUnreachable, HostNotFound, LockTimeout, MaxTimeMSExpired,
+NetworkTimeout, ShutdownInProgress, WriteConflict, PrimarySteppedDown, ExceededTimeLimit, SocketException,
+NotWritablePrimary, InterruptedAtShutdown, InterruptedDueToReplStateChange, NotPrimaryNoSecondaryOk,
+NotPrimaryOrSecondary (the driver's own retryable-error list)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth retrying as it is: the event is fine, the database was busy or away."""
+    if isinstance(exc, ConnectionFailure | TimeoutError):  # includes AutoReconnect, NetworkTimeout, server selection
         return True
-    return isinstance(exc, PyMongoError) and (
-        exc.has_error_label("TransientTransactionError") or exc.has_error_label("UnknownTransactionCommitResult")
-    )
+    if not isinstance(exc, PyMongoError):
+        return False
+    if exc.has_error_label("TransientTransactionError") or exc.has_error_label("UnknownTransactionCommitResult"):
+        return True
+    if exc.timeout:  # ExecutionTimeout, WTimeoutError, client-side operation timeouts
+        return True
+    return isinstance(exc, OperationFailure) and exc.code in TRANSIENT_CODES
 
 
 class EventConsumer:
@@ -107,6 +133,8 @@ class EventConsumer:
         concurrency: int = 1,
         group_size: int = 20,
         group_target_s: float = 0.25,
+        transient_retry_s: float = 600.0,
+        transient_base_delay: float = 0.01,
     ) -> None:
         self.broker = broker
         self.client = client
@@ -121,6 +149,8 @@ class EventConsumer:
         self.concurrency = concurrency
         self.group_size = group_size
         self.group_target_s = group_target_s
+        self.transient_retry_s = transient_retry_s
+        self.transient_base_delay = transient_base_delay
         self.group_limit = group_size
         """Records per shared transaction now: ``group_size`` at most, adapted by ``adapt_group``."""
         # batch_size > 1: up to that many records per poll, applied in transactions of up to
@@ -134,6 +164,8 @@ class EventConsumer:
             group_id=group,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
+            # A poll's records may retry transient failures for transient_retry_s: stay in the group meanwhile.
+            max_poll_interval_ms=int((transient_retry_s + 300) * 1000),
             decoder=raw_body,
             title=f"{group}:consume",
             description=f"Consumed by consumer group {group}; undecodable or unappliable records go to "
@@ -159,7 +191,7 @@ class EventConsumer:
         """Decode, apply once, retry or park: the whole life of one record."""
         record = msg.raw_message
         assert not isinstance(record, tuple)
-        await self.handle_record(msg, record)
+        await self.handle_record(msg, record, time.monotonic() + self.transient_retry_s)
 
     async def handle_batch(self, msg: KafkaMessage) -> None:
         """Each record of a batch as ``handle`` does; the offsets are committed after the last one.
@@ -171,22 +203,25 @@ class EventConsumer:
         """
         records = msg.raw_message
         batch = records if isinstance(records, tuple) else (records,)
+        # One budget for the whole poll: a long outage parks the rest of the batch after one attempt each,
+        # so the poll ends well within max_poll_interval_ms and the consumer keeps its partitions.
+        deadline = time.monotonic() + self.transient_retry_s
         lanes: dict[int, list[Any]] = {}
         for record in batch:
             lanes.setdefault(record.partition, []).append(record)
         if self.concurrency <= 1:
             for lane in lanes.values():
-                await self.handle_lane(msg, lane)
+                await self.handle_lane(msg, lane, deadline)
             return
         limit = asyncio.Semaphore(self.concurrency)
 
         async def run(lane: list[Any]) -> None:
             async with limit:
-                await self.handle_lane(msg, lane)
+                await self.handle_lane(msg, lane, deadline)
 
         await asyncio.gather(*(run(lane) for lane in lanes.values()))
 
-    async def handle_lane(self, msg: KafkaMessage, lane: list[Any]) -> None:
+    async def handle_lane(self, msg: KafkaMessage, lane: list[Any], deadline: float) -> None:
         """Records of one partition number, in order, up to ``group_limit`` in one transaction each."""
         start = 0
         while start < len(lane):
@@ -195,7 +230,7 @@ class EventConsumer:
             if len(group) > 1 and await self.apply_group(msg, group):
                 continue
             for record in group:
-                await self.handle_record(msg, record)
+                await self.handle_record(msg, record, deadline)
 
     def adapt_group(self, seconds: float, events: int) -> None:
         """Keep shared transactions short: halve the group when one ran over ``group_target_s``, grow it by one
@@ -258,8 +293,9 @@ class EventConsumer:
             self.metrics.apply_seconds.observe(seconds / len(envs))
             self.metrics.applied.labels(env.type).inc()
 
-    async def handle_record(self, msg: KafkaMessage, record: Any) -> None:
-        """The life of one record: see the module docstring."""
+    async def handle_record(self, msg: KafkaMessage, record: Any, deadline: float) -> None:
+        """The life of one record: see the module docstring. Transient failures are retried until ``deadline``
+        (``time.monotonic()``), then the record is parked as ``transient_exhausted``."""
         self._observe_lag(msg, record)
         try:
             env = decode(record.headers, record.value)
@@ -267,6 +303,7 @@ class EventConsumer:
             await self.park(record, exc.reason, str(exc))
             return
         attempt = 0
+        transient = 0
         while True:
             try:
                 started = time.perf_counter()
@@ -279,14 +316,32 @@ class EventConsumer:
                     self.metrics.duplicates.inc()
                 return
             except Exception as exc:
-                if _is_transient(exc):
-                    if isinstance(exc, ConnectionFailure):
-                        log.warning("database unavailable while applying %s; waiting", env.id)
-                        await asyncio.sleep(self.max_delay / 2)
-                    else:
-                        # A write conflict with a concurrent transaction: retry at once, with jitter.
-                        log.info("transaction of %s conflicted (%s); retrying", env.id, exc)
-                        await asyncio.sleep(random.uniform(0.005, 0.05))
+                if is_transient(exc):
+                    self.metrics.transient_retries.inc()
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        log.error(
+                            "giving up on event %s (%s) after %d transient failures over the %.0fs retry budget "
+                            "(CONSUMER_TRANSIENT_RETRY_S); parking it: %r",
+                            env.id,
+                            env.type,
+                            transient + 1,
+                            self.transient_retry_s,
+                            exc,
+                        )
+                        await self.park(record, "transient_exhausted", f"{type(exc).__name__}: {exc}")
+                        return
+                    delay = self.transient_delay(transient)
+                    transient += 1
+                    log.log(
+                        logging.WARNING if isinstance(exc, ConnectionFailure) else logging.INFO,
+                        "transient failure applying %s (%r); retry %d in %.2fs",
+                        env.id,
+                        exc,
+                        transient,
+                        delay,
+                    )
+                    await asyncio.sleep(min(delay, max(left, 0.0)))
                     continue
                 attempt += 1
                 self.metrics.retries.inc()
@@ -295,6 +350,14 @@ class EventConsumer:
                     await self.park(record, "apply_failed", f"{type(exc).__name__}: {exc}")
                     return
                 await asyncio.sleep(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+    def transient_delay(self, failures: int) -> float:
+        """Capped exponential back-off with jitter: about base * 2^failures, at most ``max_delay``.
+
+        Jitter (half to all of the step) keeps competing transactions from conflicting again in lock-step.
+        """
+        step = min(self.max_delay, self.transient_base_delay * 2 ** min(failures, 30))
+        return random.uniform(step / 2, step)
 
     async def apply_once(self, env: Envelope[Any]) -> bool:
         """Apply ``env`` unless this group already did; False for a duplicate."""

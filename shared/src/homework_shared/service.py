@@ -103,15 +103,19 @@ class Runtime:
         batch_size: int = 1,
         concurrency: int = 1,
         group_size: int = 20,
+        transient_retry_s: float | None = None,
     ) -> EventConsumer:
         """Apply every event of ``streams`` once, as consumer group ``group`` (default: the service name).
 
         ``batch_size`` > 1 polls up to that many records and commits their offsets once;
         ``concurrency`` > 1 applies that many partitions of a batch at once (one client's
         events share a partition, so they stay in order); ``group_size`` consecutive records of
-        one partition share a transaction. See ``EventConsumer``.
+        one partition share a transaction; transient failures are retried for ``transient_retry_s``
+        (default: ``CONSUMER_TRANSIENT_RETRY_S``) before the record is parked. See ``EventConsumer``.
         """
         group = group or self.settings.service_name
+        if transient_retry_s is None:
+            transient_retry_s = getattr(self.settings, "consumer_transient_retry_s", 600.0)
         consumer = EventConsumer(
             broker=self.broker,
             client=self.mongo,
@@ -124,6 +128,7 @@ class Runtime:
             batch_size=batch_size,
             concurrency=concurrency,
             group_size=group_size,
+            transient_retry_s=transient_retry_s,
         )
         self.consumers.append(consumer)
         return consumer

@@ -191,6 +191,9 @@ class ConsumerSettings(ServiceSettings):
     consumer_group_size: int = Field(default=20, ge=1, le=200)
     # Partitions of a batch applied at once (one client's events stay in order: one partition).
     consumer_concurrency: int = Field(default=4, ge=1, le=64)
+    # Seconds a poll's records retry transient failures (timeouts, write conflicts, connection loss)
+    # with capped exponential back-off; then each still failing is parked as transient_exhausted.
+    consumer_transient_retry_s: float = Field(default=600.0, gt=0, le=86_400)
 
 
 def describe_validation_error(error: ValidationError) -> list[str]:

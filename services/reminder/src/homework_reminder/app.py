@@ -12,6 +12,7 @@ from homework_reminder.config import ReminderSettings
 from homework_reminder.egress import EgressGuard, GuardedTransport
 from homework_reminder.firing import Firing
 from homework_reminder.handlers import Scheduler
+from homework_reminder.held import HeldEvents
 from homework_reminder.loops import Workers
 from homework_reminder.messaging import assignment_events
 from homework_reminder.metrics import ReminderMetrics
@@ -49,7 +50,8 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
     store = Store(rt.db)
     scheduler = Scheduler(store, rt.outbox, rt.clock, settings, metrics)
     firing = Firing(store, rt.mongo, rt.outbox, scheduler, rt.clock, settings)
-    consume_assignments(rt, settings, assignment_events(scheduler))
+    held = HeldEvents(rt.db, settings.held_event_ttl_s, app.state.metrics)
+    consume_assignments(rt, settings, assignment_events(scheduler, held))
     egress = EgressGuard(allow_private=settings.webhook_allow_private_networks)
     secrets = SecretBox.from_settings(settings)
     http = httpx.AsyncClient(
@@ -69,6 +71,7 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
     async def on_start() -> None:
         await store.ensure_indexes()
         await reseal(store, secrets)  # plaintext secrets from before encryption, and any under a rotated-out key
+        await held.ensure_indexes()
         workers.start()
 
     async def on_stop() -> None:

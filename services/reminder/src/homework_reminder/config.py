@@ -29,6 +29,9 @@ class ReminderSettings(ConsumerSettings):
 
     # The Kafka consumer group reading the assignment stream (also names the dead-letter topic).
     consumer_group: str = Field(default="reminder", min_length=1, max_length=200)
+    # Events about an assignment not created here yet are held this many real seconds at most, waiting
+    # for it (docs/reminder.md); default 7 days, the topics' retention.
+    held_event_ttl_s: float = Field(default=7 * 24 * 3600.0, ge=60, le=366 * 24 * 3600.0)
 
     # Occurrences and reminders are stored this far ahead of now, extended every ``extend_every_s``.
     horizon_days: float = Field(default=14.0, gt=0, le=366)

@@ -2,8 +2,9 @@
 
 ``Runtime.consume`` gives the idempotent consumer (own group, dedupe on the event id in the same
 transaction, commit after processing, bounded retries then the dead-letter topic). An event about
-an assignment never created here raises ``UnknownAssignment``, a completion or skip whose client or
-occurrence is not its assignment's ``ForeignResolution``: retried, then parked with the reason.
+an assignment not created here yet is held (``held.py``) and applied in the transaction that
+creates it; a completion or skip whose client or occurrence is not its assignment's raises
+``ForeignResolution``: retried, then parked with the reason.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from homework_reminder.domain import ForeignResolution, UnknownAssignment
 from homework_reminder.handlers import Scheduler
+from homework_reminder.held import HeldEvents
 from homework_shared.consumer import Apply
 from homework_shared.events import (
     AssignmentCancelled,
@@ -28,15 +31,37 @@ from homework_shared.events import (
 from homework_shared.observability import trace_context
 
 
-def assignment_events(scheduler: Scheduler) -> Apply:
+def assignment_events(scheduler: Scheduler, held: HeldEvents) -> Apply:
     """The apply function for ``rt.consume(["assignment"], ...)``."""
 
     async def apply(env: Envelope[Any], session: AsyncClientSession) -> None:
         with trace_context(env.traceparent):
-            await dispatch(scheduler, env.data, session)
+            try:
+                await dispatch(scheduler, env.data, session)
+            except UnknownAssignment:
+                if isinstance(env.data, AssignmentCreated):
+                    raise
+                await held.hold(env, session)  # nothing was written before the plan was looked up
+                return
+            if isinstance(env.data, AssignmentCreated):
+                await release_held(scheduler, held, env.data, session)
         # Whatever dispatch staged wakes the relay once the transaction commits (Outbox.stage_prepared).
 
     return apply
+
+
+async def release_held(
+    scheduler: Scheduler, held: HeldEvents, created: AssignmentCreated, session: AsyncClientSession
+) -> None:
+    """Apply the events that came before this assignment, in arrival order, in its creating transaction."""
+    for env in await held.take(created.practice_id, created.assignment_id, session):
+        try:
+            with trace_context(env.traceparent):
+                await dispatch(scheduler, env.data, session)
+        except (ForeignResolution, UnknownAssignment) as exc:  # raised before anything is written
+            held.report_dropped(env, exc)
+            continue
+        held.released.inc()
 
 
 async def dispatch(scheduler: Scheduler, event: Any, session: AsyncClientSession) -> None:

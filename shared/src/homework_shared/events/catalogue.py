@@ -74,7 +74,11 @@ the order it happened. Ids are pseudonymous; names and contact details never app
 
 The prefix is the `TOPIC_PREFIX` setting. A parked record keeps its key, value and headers and
 gains `dlq_reason`, `dlq_error`, `dlq_original_topic`, `dlq_original_partition`,
-`dlq_original_offset`, `dlq_consumer_group` and `dlq_failed_at`.
+`dlq_original_offset`, `dlq_consumer_group` and `dlq_failed_at`. `dlq_reason` is a decode reason
+(`invalid_json`, `unknown_type`, ...), `apply_failed` (the consumer's apply kept failing) or
+`transient_exhausted` (timeouts, write conflicts or connection loss outlasted
+`CONSUMER_TRANSIENT_RETRY_S`). A record put back by `make dlq-replay` (docs/deploy.md) carries its
+original headers plus `dlq_replay_count` and `dlq_replayed_from`; subscribers may ignore both.
 
 ## Versions and compatibility
 
