@@ -52,7 +52,9 @@ log = logging.getLogger(__name__)
 
 PROCESSED = "processed_events"
 PROCESSED_RETENTION = timedelta(days=30)
-"""Longer than the topics' retention, so any redelivery is still recognised."""
+"""The default dedupe window (``PROCESSED_EVENT_TTL_S``): at least the topics' retention, so any redelivery is
+still recognised (the settings refuse a shorter one)."""
+INDEX_OPTIONS_CONFLICT = 85
 
 Apply = Callable[[Envelope[Any], AsyncClientSession], Awaitable[None]]
 
@@ -107,8 +109,10 @@ class EventConsumer:
         concurrency: int = 1,
         group_size: int = 20,
         group_target_s: float = 0.25,
+        processed_ttl: timedelta = PROCESSED_RETENTION,
     ) -> None:
         self.broker = broker
+        self.processed_ttl = processed_ttl
         self.client = client
         self.processed = db[PROCESSED]
         self.group = group
@@ -151,9 +155,16 @@ class EventConsumer:
         )
 
     async def ensure_indexes(self) -> None:
-        await self.processed.create_index(
-            "at", name="processed_ttl", expireAfterSeconds=int(PROCESSED_RETENTION.total_seconds())
-        )
+        """The dedupe window's TTL index; a changed window is applied to the existing index (``collMod``)."""
+        seconds = int(self.processed_ttl.total_seconds())
+        try:
+            await self.processed.create_index("at", name="processed_ttl", expireAfterSeconds=seconds)
+        except OperationFailure as error:
+            if error.code != INDEX_OPTIONS_CONFLICT:
+                raise
+            await self.processed.database.command(
+                {"collMod": PROCESSED, "index": {"name": "processed_ttl", "expireAfterSeconds": seconds}}
+            )
 
     async def handle(self, msg: KafkaMessage) -> None:
         """Decode, apply once, retry or park: the whole life of one record."""
