@@ -186,7 +186,7 @@ class Service:
 
 def settings_for(kafka: str, mongodb: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "environment": "test",
+        "environment": "development",
         "kafka_bootstrap_servers": kafka,
         "mongodb_uri": mongodb,
         "mongodb_database": unique("assignment"),
