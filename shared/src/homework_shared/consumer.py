@@ -54,7 +54,8 @@ PROCESSED = "processed_events"
 PROCESSED_RETENTION = timedelta(days=30)
 """The default dedupe window (``PROCESSED_EVENT_TTL_S``): at least the topics' retention, so any redelivery is
 still recognised (the settings refuse a shorter one)."""
-INDEX_OPTIONS_CONFLICT = 85
+INDEX_CONFLICTS = (85, 86)
+"""IndexOptionsConflict, IndexKeySpecsConflict: an index of that name exists with other options (here: its TTL)."""
 
 Apply = Callable[[Envelope[Any], AsyncClientSession], Awaitable[None]]
 
@@ -160,7 +161,7 @@ class EventConsumer:
         try:
             await self.processed.create_index("at", name="processed_ttl", expireAfterSeconds=seconds)
         except OperationFailure as error:
-            if error.code != INDEX_OPTIONS_CONFLICT:
+            if error.code not in INDEX_CONFLICTS:
                 raise
             await self.processed.database.command(
                 {"collMod": PROCESSED, "index": {"name": "processed_ttl", "expireAfterSeconds": seconds}}
