@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from homework_assignment.handlers import AssignmentHandlers
 from tests.conftest import wait_for
 from tests.integration.assignment.conftest import Service, bearer, daily_mood_log, evening
@@ -377,3 +379,21 @@ async def test_a_therapist_of_the_practice_who_did_not_assign_it_also_sees_it(sv
     colleague = bearer("therapist", "colleague", svc.practice)
     assert (await get(svc, f"/v1/assignments/{a['id']}", colleague))["id"] == a["id"]
     svc.clock.advance(timedelta(minutes=1))
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "0001-01-01T02:00:00Z"}, "query.from"),
+        ({"to": "9999-12-31T23:00:00Z"}, "query.to"),
+        ({"from": "9999-12-20T00:00:00Z", "to": "9999-12-31T00:00:00Z"}, "query.from"),
+    ],
+    ids=["year 1", "year 9999", "both near the end of time"],
+)
+async def test_an_occurrence_range_near_the_limits_of_time_is_422_not_500(
+    svc: Service, params: dict[str, str], field: str
+) -> None:
+    a = await svc.create()
+    response = await svc.http.get(f"/v1/assignments/{a['id']}/occurrences", params=params, headers=svc.therapist)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["field"] == field

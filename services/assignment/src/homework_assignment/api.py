@@ -8,7 +8,7 @@ answers 404, never 403, so ids cannot be probed. Every POST honours ``Idempotenc
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -48,6 +48,10 @@ from homework_shared.service import Runtime
 
 MAX_RANGE = timedelta(days=366)
 DEFAULT_RANGE = timedelta(days=14)
+# Instants a range may name: far enough from datetime's limits that the window and zone arithmetic
+# around them cannot overflow (year 1 or 9999 was a 500).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 AssignmentId = PathId
 OccurrenceId = OccurrenceIdPath
@@ -225,6 +229,9 @@ async def list_occurrences(
     end: Annotated[AwareDatetime | None, Query(alias="to", description="Default: 14 days after from")] = None,
 ) -> JSONResponse:
     """The occurrences opening in [from, to), each with its id, local start, window and status."""
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise invalid(name, "must be between 1970-01-01 and 9000-01-01", "query")
     start = start or (end - DEFAULT_RANGE if end else h.clock.now() - DEFAULT_RANGE / 2)
     end = end or start + DEFAULT_RANGE
     if end <= start:
