@@ -35,8 +35,17 @@ END = "<!-- config-reference:end -->"
 SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "KEY")
 
 MEANINGS: dict[str, str] = {
-    "ENVIRONMENT": "`development`, `test` or `production`; production refuses insecure JWT setups and time "
-    "compression.",
+    "ENVIRONMENT": "`development`, `test` or `production` (the default). Only an explicit `development` accepts "
+    "the public development JWT secret, time compression (`CLOCK_SPEED`) and plain-text Kafka and MongoDB; "
+    "`test` and `production` refuse them at startup, naming the setting.",
+    "ALLOW_INSECURE_TRANSPORT": "Outside development: accept Kafka without TLS (`PLAINTEXT`, `SASL_PLAINTEXT`) and "
+    "a MongoDB URI without `tls=true`, e.g. where a service mesh encrypts every connection.",
+    "MAX_BODY_BYTES": "Largest request body, in bytes (1 MiB): a larger one gets 413 `payload_too_large` from its "
+    "`Content-Length`, or as soon as a chunked body passes the limit, before it is parsed or authenticated.",
+    "HTTP_LIMIT_CONCURRENCY": "Connections and requests one process serves at once (uvicorn's "
+    "`limit_concurrency`); beyond it new ones get 503 at once. With `MAX_BODY_BYTES` it bounds body memory.",
+    "PROCESSED_EVENT_TTL_S": "The dedupe window: how long a consumed event's id is remembered (30 days). Must be "
+    "at least `TOPIC_RETENTION_MS`, or the service refuses to start.",
     "SERVICE_NAME": "The service's name: its consumer group, event `source` and dead-letter topic. Leave as is.",
     "HTTP_HOST": "Address the HTTP server listens on.",
     "HTTP_PORT": "Port of the HTTP API, `/healthz`, `/readyz` and `/metrics`; 8000 in the images.",
@@ -47,15 +56,16 @@ MEANINGS: dict[str, str] = {
     "TOPIC_REPLICATION_FACTOR": "Replicas of each partition of a created topic: 3 in production.",
     "TOPIC_MIN_INSYNC_REPLICAS": "`min.insync.replicas` of a created topic: 2 in production, so an `acks=all` write "
     "survives one broker loss.",
-    "TOPIC_RETENTION_MS": "`retention.ms` of a created topic (7 days by default).",
+    "TOPIC_RETENTION_MS": "`retention.ms` of a created topic (7 days by default); at most the consumers' "
+    "`PROCESSED_EVENT_TTL_S`.",
     "INCLUDE_FREE_TEXT": "Whether free-text notes travel in events (health data: off unless needed).",
     "MONGODB_URI": "MongoDB connection string; a replica set (transactions need one), credentials included.",
     "MONGODB_DATABASE": "The service's own database.",
     "MONGO_TIMEOUT_MS": "Server selection and connect timeout: with MongoDB down a request fails (503) in this time.",
     "LOG_LEVEL": "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`.",
     "LOG_FORMAT": "`json` (one object a line, with request and trace ids) or `console`.",
-    "JWT_SECRET": "HS256 key for tokens; development falls back to a public dev key, production refuses it and "
-    "accepts HS256 only with `JWT_ALLOW_HS256_IN_PRODUCTION`.",
+    "JWT_SECRET": "HS256 key for tokens; `ENVIRONMENT=development` falls back to a public dev key, any other "
+    "environment refuses it and accepts HS256 only with `JWT_ALLOW_HS256_IN_PRODUCTION`.",
     "JWT_PUBLIC_KEY": "PEM public key (RS256/ES256) that verifies tokens; `\\n` escapes are accepted.",
     "JWT_JWKS_URL": "URL of the identity provider's JWKS, to verify RS256/ES256 tokens by key id.",
     "JWT_ISSUER": "Required `iss` claim.",
@@ -63,7 +73,8 @@ MEANINGS: dict[str, str] = {
     "JWT_ALLOW_HS256_IN_PRODUCTION": "Accept HS256 tokens signed with `JWT_SECRET` in production.",
     "SHUTDOWN_TIMEOUT_S": "On SIGTERM: how long in-flight requests may take to finish before the service stops "
     "consuming, flushes its outbox and exits. Keep the orchestrator's grace period longer.",
-    "CLOCK_SPEED": "Platform time per real second (demos: 720 = 12 min a second). 1 in production (enforced).",
+    "CLOCK_SPEED": "Platform time per real second (demos: 720 = 12 min a second). Only with "
+    "`ENVIRONMENT=development`; 1 otherwise (enforced).",
     "CLOCK_ORIGIN": "Platform instant (ISO 8601 with offset) at `CLOCK_REAL_ORIGIN`; needed when `CLOCK_SPEED` "
     "is not 1.",
     "CLOCK_REAL_ORIGIN": "Real instant the compressed clock starts from; the same for every service.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import tempfile
 import time
 import uuid
@@ -17,6 +18,10 @@ from pymongo import AsyncMongoClient
 from tests.infra import Infra, session_infra
 
 T = TypeVar("T")
+# The services default to production, which refuses the development JWT secret, time compression and
+# plain-text Kafka and MongoDB. Tests run on a local plain-text stack: say so explicitly, for every
+# settings object built here and every service process started from here (they inherit it).
+os.environ["ENVIRONMENT"] = "development"
 
 TIERS = ("unit", "integration", "contracts", "e2e")
 

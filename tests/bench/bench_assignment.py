@@ -232,7 +232,7 @@ async def _baseline(uri: str, seconds: float, *, full: bool) -> tuple[int, list[
 async def main(infra: Infra) -> list[Figure]:
     port = _free_port()
     settings = Settings(
-        environment="test",
+        environment="development",
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         mongodb_uri=infra.mongodb_uri,
         mongodb_database=unique("bench-assignment"),

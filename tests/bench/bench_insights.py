@@ -78,7 +78,7 @@ def settings_for(infra: Infra) -> Settings:
         mongodb_database=unique("bench-insights"),
         topic_prefix=unique("bins"),
         topic_partitions=3,
-        environment="test",
+        environment="development",
         log_level="WARNING",
     )
 

@@ -112,7 +112,7 @@ class Bench:
 
     def settings(self, **overrides: Any) -> ReminderSettings:
         values: dict[str, Any] = {
-            "environment": "test",
+            "environment": "development",
             "kafka_bootstrap_servers": self.infra.kafka_bootstrap,
             "mongodb_uri": self.infra.mongodb_uri,
             "mongodb_database": self.database,

@@ -8,12 +8,16 @@ MongoDB writes done directly with PyMongo).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 RESULTS = Path(".bench")
+# The benchmarks run services on a local plain-text stack with the development secret: only
+# ENVIRONMENT=development accepts that (the services default to production).
+os.environ["ENVIRONMENT"] = "development"
 
 
 @dataclass

@@ -61,7 +61,10 @@ log = logging.getLogger(__name__)
 
 PROCESSED = "processed_events"
 PROCESSED_RETENTION = timedelta(days=30)
-"""Longer than the topics' retention, so any redelivery is still recognised."""
+"""The default dedupe window (``PROCESSED_EVENT_TTL_S``): at least the topics' retention, so any redelivery is
+still recognised (the settings refuse a shorter one)."""
+INDEX_CONFLICTS = (85, 86)
+"""IndexOptionsConflict, IndexKeySpecsConflict: an index of that name exists with other options (here: its TTL)."""
 
 Apply = Callable[[Envelope[Any], AsyncClientSession], Awaitable[None]]
 
@@ -135,8 +138,10 @@ class EventConsumer:
         group_target_s: float = 0.25,
         transient_retry_s: float = 600.0,
         transient_base_delay: float = 0.01,
+        processed_ttl: timedelta = PROCESSED_RETENTION,
     ) -> None:
         self.broker = broker
+        self.processed_ttl = processed_ttl
         self.client = client
         self.processed = db[PROCESSED]
         self.group = group
@@ -183,9 +188,16 @@ class EventConsumer:
         )
 
     async def ensure_indexes(self) -> None:
-        await self.processed.create_index(
-            "at", name="processed_ttl", expireAfterSeconds=int(PROCESSED_RETENTION.total_seconds())
-        )
+        """The dedupe window's TTL index; a changed window is applied to the existing index (``collMod``)."""
+        seconds = int(self.processed_ttl.total_seconds())
+        try:
+            await self.processed.create_index("at", name="processed_ttl", expireAfterSeconds=seconds)
+        except OperationFailure as error:
+            if error.code not in INDEX_CONFLICTS:
+                raise
+            await self.processed.database.command(
+                {"collMod": PROCESSED, "index": {"name": "processed_ttl", "expireAfterSeconds": seconds}}
+            )
 
     async def handle(self, msg: KafkaMessage) -> None:
         """Decode, apply once, retry or park: the whole life of one record."""

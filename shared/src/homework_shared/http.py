@@ -4,7 +4,9 @@ Errors always answer ``{"error": code, "message": ...}`` (validation errors: ``{
 "validation_failed", "detail": [{"field": "body.schedule.timezone", "message": ...}]}``); a
 MongoDB that cannot be reached answers 503 ``database_unavailable`` with ``Retry-After``, and a
 write that kept conflicting after its transaction's retries (e.g. with the orphaned transaction of
-a crashed replica, which the server holds until its lifetime limit) 503 ``database_busy``.
+a crashed replica, which the server holds until its lifetime limit) 503 ``database_busy``. Bodies
+are bounded before anything parses them or authenticates the caller (``bounded_input``): 413
+``payload_too_large``, 415 ``unsupported_media_type``, 400 ``invalid_json``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Lifespan
 
 from homework_shared.auth.jwt import TokenVerifier
+from homework_shared.bounded_input import BoundedBodyMiddleware
 from homework_shared.errors import DomainError
 from homework_shared.mongo import TRANSIENT_TRANSACTION_ERROR
 from homework_shared.observability import HttpMetrics, RequestContextMiddleware, ServiceMetrics, new_metrics_registry
@@ -61,6 +64,8 @@ def create_app(
     app.state.metrics = ServiceMetrics(registry)
     app.state.readiness_checks = dict(readiness_checks or {})
     app.state.readiness_timeout_s = readiness_timeout_s
+    # Inside the request context (so a refusal is logged and counted), outside everything that reads a body.
+    app.add_middleware(BoundedBodyMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
     add_error_handlers(app)
     app.include_router(ops_router)

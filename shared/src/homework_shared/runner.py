@@ -27,6 +27,8 @@ def server_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
         server_header=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
         timeout_keep_alive=math.ceil(settings.http_keep_alive_s),
+        # Beyond this many connections or requests at once, uvicorn answers 503 without reading the request.
+        limit_concurrency=settings.http_limit_concurrency,
     )
 
 

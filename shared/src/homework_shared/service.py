@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -24,7 +25,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from homework_shared.clock import Clock, clock_from
-from homework_shared.consumer import Apply, ConsumerMetrics, EventConsumer
+from homework_shared.consumer import PROCESSED_RETENTION, Apply, ConsumerMetrics, EventConsumer
 from homework_shared.events.base import Stream
 from homework_shared.events.catalog import EVENT_CLASSES
 from homework_shared.events.schemas import schema_of
@@ -35,7 +36,7 @@ from homework_shared.kafka import ensure_topics, kafka_security, make_broker
 from homework_shared.mongo import make_mongo_client, mongo_ping
 from homework_shared.observability import current_traceparent
 from homework_shared.outbox import Outbox, OutboxMetrics, OutboxRelay
-from homework_shared.settings import ServiceSettings
+from homework_shared.settings import ConsumerSettings, ServiceSettings
 from homework_shared.tasks import stop_task
 
 log = logging.getLogger(__name__)
@@ -129,9 +130,16 @@ class Runtime:
             concurrency=concurrency,
             group_size=group_size,
             transient_retry_s=transient_retry_s,
+            processed_ttl=self._dedupe_window(),
         )
         self.consumers.append(consumer)
         return consumer
+
+    def _dedupe_window(self) -> timedelta:
+        """``PROCESSED_EVENT_TTL_S`` of a consuming service's settings (checked against the topic retention)."""
+        if isinstance(self.settings, ConsumerSettings):
+            return timedelta(seconds=self.settings.processed_event_ttl_s)
+        return PROCESSED_RETENTION
 
     def topic_names(self) -> list[str]:
         return self.topics.all_streams() + [c.dead_letter_topic for c in self.consumers]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from typing import Any, Literal, Self, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import AwareDatetime, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -13,6 +14,9 @@ DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - pu
 
 MIN_PRODUCTION_SECRET_LENGTH = 32
 SEVEN_DAYS_MS = 7 * 24 * 60 * 60 * 1000
+THIRTY_DAYS_S = 30 * 24 * 60 * 60
+ONE_MIB = 1024 * 1024
+TLS_KAFKA_PROTOCOLS = ("SSL", "SASL_SSL")
 
 S = TypeVar("S", bound="ServiceSettings")
 
@@ -92,16 +96,28 @@ class KafkaConnectionSettings(EnvOnlySettings):
 class ServiceSettings(KafkaConnectionSettings):
     """Base settings of a service; each service subclasses it and sets ``service_name`` and ``mongodb_database``."""
 
-    environment: Literal["development", "test", "production"] = "development"
+    # Fail closed: anything but an explicit `development` gets production's checks (no development
+    # JWT secret, no time compression, no plain-text transport unless ALLOW_INSECURE_TRANSPORT).
+    environment: Literal["development", "test", "production"] = "production"
+    # Outside development: accept Kafka without TLS and MongoDB without TLS (e.g. inside a service mesh
+    # that encrypts every connection). Say why where you set it.
+    allow_insecure_transport: bool = False
     service_name: str
     http_host: str = "0.0.0.0"
     http_port: int = 8000
+    # Largest request body accepted, in bytes; a larger one gets 413 before it is read or authenticated.
+    max_body_bytes: int = Field(default=ONE_MIB, ge=1024, le=64 * ONE_MIB)
+    # Connections and requests one process serves at once; beyond this uvicorn answers 503 at once
+    # (with MAX_BODY_BYTES this bounds the memory that request bodies can take).
+    http_limit_concurrency: int = Field(default=200, ge=1, le=100_000)
 
     topic_prefix: str = "homework"
     topic_partitions: int = 6
     topic_replication_factor: int = 1
     topic_min_insync_replicas: int = 1
-    topic_retention_ms: int = SEVEN_DAYS_MS
+    # How long Kafka keeps the records of every topic; -1 (for ever) is refused, since the consumers'
+    # dedupe window (PROCESSED_EVENT_TTL_S) must be at least as long.
+    topic_retention_ms: int = Field(default=SEVEN_DAYS_MS, gt=0)
     # Health data, minimum necessary: free-text notes stay out of events unless this is set.
     include_free_text: bool = False
 
@@ -147,39 +163,78 @@ class ServiceSettings(KafkaConnectionSettings):
         return level
 
     @model_validator(mode="after")
-    def _clock_is_complete(self) -> Self:
-        if self.clock_speed != 1.0 and (self.clock_origin is None or self.clock_real_origin is None):
-            raise ValueError("CLOCK_ORIGIN and CLOCK_REAL_ORIGIN: both are needed when CLOCK_SPEED is not 1")
-        if self.environment == "production" and self.clock_speed != 1.0:
-            raise ValueError("CLOCK_SPEED: time compression is refused in production")
+    def _fail_closed(self) -> Self:
+        # One validator, so every problem is reported at once, one line each (see describe_validation_error).
+        problems = self._clock_problems() + self._transport_problems() + self._jwt_problems()
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
-    @model_validator(mode="after")
-    def _secure_jwt_keys(self) -> Self:
+    def _clock_problems(self) -> list[str]:
+        if self.clock_speed == 1.0:
+            return []
+        if not self.is_development:
+            return [
+                "CLOCK_SPEED: time compression is accepted only with ENVIRONMENT=development "
+                f"(ENVIRONMENT is {self.environment})"
+            ]
+        if self.clock_origin is None or self.clock_real_origin is None:
+            return ["CLOCK_ORIGIN and CLOCK_REAL_ORIGIN: both are needed when CLOCK_SPEED is not 1"]
+        return []
+
+    def _transport_problems(self) -> list[str]:
+        if self.is_development or self.allow_insecure_transport:
+            return []
+        problems = []
+        if self.kafka_security_protocol not in TLS_KAFKA_PROTOCOLS:
+            problems.append(
+                f"KAFKA_SECURITY_PROTOCOL: {self.kafka_security_protocol} sends records unencrypted; use SSL or "
+                f"SASL_SSL, or set ALLOW_INSECURE_TRANSPORT=true (ENVIRONMENT is {self.environment})"
+            )
+        if not mongodb_uri_uses_tls(self.mongodb_uri):
+            problems.append(
+                "MONGODB_URI: connects without TLS; add tls=true to it (or use mongodb+srv://), "
+                f"or set ALLOW_INSECURE_TRANSPORT=true (ENVIRONMENT is {self.environment})"
+            )
+        return problems
+
+    def _jwt_problems(self) -> list[str]:
         has_asymmetric = bool(self.jwt_public_key or self.jwt_jwks_url)
-        if self.environment != "production":
+        if self.is_development:
             if self.jwt_secret is None and not has_asymmetric:
                 self.jwt_secret = SecretStr(DEV_JWT_SECRET)
-            return self
+            return []
         if self.jwt_secret is None and not has_asymmetric:
-            raise ValueError("JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL: set at least one JWT key source")
-        if self.jwt_secret is not None:
-            secret = self.jwt_secret.get_secret_value()
-            if secret == DEV_JWT_SECRET:
-                raise ValueError("JWT_SECRET: the development default is refused in production")
-            if len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
-                raise ValueError(f"JWT_SECRET: at least {MIN_PRODUCTION_SECRET_LENGTH} characters in production")
-            if not has_asymmetric and not self.jwt_allow_hs256_in_production:
-                raise ValueError(
-                    "JWT_SECRET: HS256 alone is refused in production; set JWT_PUBLIC_KEY or JWT_JWKS_URL, "
-                    "or JWT_ALLOW_HS256_IN_PRODUCTION=true"
-                )
-        return self
+            return [
+                "JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL: set at least one JWT key source "
+                f"(ENVIRONMENT is {self.environment}; only ENVIRONMENT=development has a default)"
+            ]
+        if self.jwt_secret is None:
+            return []
+        secret = self.jwt_secret.get_secret_value()
+        if secret == DEV_JWT_SECRET:
+            return [
+                "JWT_SECRET: the public development default is accepted only with ENVIRONMENT=development "
+                f"(ENVIRONMENT is {self.environment})"
+            ]
+        if len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+            return [f"JWT_SECRET: at least {MIN_PRODUCTION_SECRET_LENGTH} characters in production"]
+        if not has_asymmetric and not self.jwt_allow_hs256_in_production:
+            return [
+                "JWT_SECRET: HS256 alone is refused in production; set JWT_PUBLIC_KEY or JWT_JWKS_URL, "
+                "or JWT_ALLOW_HS256_IN_PRODUCTION=true"
+            ]
+        return []
+
+    @property
+    def is_development(self) -> bool:
+        """Whether ``ENVIRONMENT=development`` was set: the only setting that relaxes the production checks."""
+        return self.environment == "development"
 
     @property
     def hs256_allowed(self) -> bool:
         """Whether HS256 tokens signed with ``jwt_secret`` are accepted."""
-        return self.jwt_secret is not None and (self.environment != "production" or self.jwt_allow_hs256_in_production)
+        return self.jwt_secret is not None and (self.is_development or self.jwt_allow_hs256_in_production)
 
 
 class ConsumerSettings(ServiceSettings):
@@ -194,6 +249,33 @@ class ConsumerSettings(ServiceSettings):
     # Seconds a poll's records retry transient failures (timeouts, write conflicts, connection loss)
     # with capped exponential back-off; then each still failing is parked as transient_exhausted.
     consumer_transient_retry_s: float = Field(default=600.0, gt=0, le=86_400)
+    # The dedupe window: seconds a consumed event's id is remembered (TTL of processed_events). At least
+    # TOPIC_RETENTION_MS, so a record Kafka can still redeliver (a reset or a replay) is still recognised.
+    processed_event_ttl_s: int = Field(default=THIRTY_DAYS_S, gt=0)
+
+    @model_validator(mode="after")
+    def _dedupe_window_covers_the_retention(self) -> Self:
+        if self.processed_event_ttl_s * 1000 < self.topic_retention_ms:
+            raise ValueError(
+                f"PROCESSED_EVENT_TTL_S: {self.processed_event_ttl_s} s is shorter than TOPIC_RETENTION_MS "
+                f"({self.topic_retention_ms} ms): a redelivered event older than the window would be applied "
+                "twice; make the window at least as long as the retention"
+            )
+        return self
+
+
+def mongodb_uri_uses_tls(uri: str) -> bool:
+    """Whether a MongoDB connection string asks for TLS: ``tls``/``ssl`` true, or ``mongodb+srv://`` not turning it off.
+
+    Read from the URI's own options (as the drivers do, case-insensitively) without resolving
+    anything: a ``mongodb+srv`` URI may not be resolvable where the settings are checked.
+    """
+    parts = urlsplit(uri)
+    options = {key.lower(): value.lower() for key, value in parse_qsl(parts.query)}
+    chosen = options.get("tls", options.get("ssl"))
+    if chosen is not None:
+        return chosen == "true"
+    return parts.scheme == "mongodb+srv"
 
 
 def describe_validation_error(error: ValidationError) -> list[str]:
@@ -202,8 +284,12 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     for item in error.errors():
         variable = ".".join(str(part) for part in item["loc"]).upper()
         message = str(item["msg"]).removeprefix("Value error, ")
-        # Model-level checks name their variables themselves; field messages ("Field required") get the name here.
-        problems.append(f"{variable}: {message[:1].lower()}{message[1:]}" if variable else message)
+        # Model-level checks name their variables themselves, one problem a line; field messages
+        # ("Field required") get the name here.
+        if variable:
+            problems.append(f"{variable}: {message[:1].lower()}{message[1:]}")
+        else:
+            problems.extend(message.splitlines())
     return problems
 
 

@@ -186,7 +186,7 @@ class Service:
 
 def settings_for(kafka: str, mongodb: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "environment": "test",
+        "environment": "development",
         "kafka_bootstrap_servers": kafka,
         "mongodb_uri": mongodb,
         "mongodb_database": unique("assignment"),
@@ -214,7 +214,7 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
 @pytest.fixture(scope="session")
 async def running(infra: Infra) -> AsyncIterator[Service]:
     settings = Settings(
-        environment="test",
+        environment="development",
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         mongodb_uri=infra.mongodb_uri,
         mongodb_database=unique("assignment"),

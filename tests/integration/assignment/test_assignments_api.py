@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from homework_assignment.handlers import AssignmentHandlers
 from tests.conftest import wait_for
 from tests.integration.assignment.conftest import Service, bearer, daily_mood_log, evening
@@ -75,6 +77,30 @@ async def test_an_unknown_client_has_no_assignments(svc: Service) -> None:
 # ---------------------------------------------------------------- revisions
 
 
+async def test_revisions_are_paged_oldest_first_and_the_limit_is_bounded(svc: Service) -> None:
+    a = await svc.create()
+    for n in range(2, 6):
+        revised = await svc.http.post(
+            f"/v1/assignments/{a['id']}/revisions", json={"title": f"Version {n}"}, headers=svc.therapist
+        )
+        assert revised.status_code == 201, revised.text
+    path = f"/v1/assignments/{a['id']}/revisions"
+    first = await get(svc, path, limit=2)
+    second = await get(svc, path, svc.client, limit=2, cursor=first["next_cursor"])
+    third = await get(svc, path, limit=2, cursor=second["next_cursor"])
+    pages = [[r["version"] for r in page["items"]] for page in (first, second, third)]
+    assert pages == [[1, 2], [3, 4], [5]]
+    assert third["next_cursor"] is None
+    assert [r["version"] for r in (await get(svc, path))["items"]] == [1, 2, 3, 4, 5]
+    too_many = await svc.http.get(path, params={"limit": 201}, headers=svc.therapist)
+    assert too_many.status_code == 422
+    assert too_many.json()["detail"][0]["field"] == "query.limit"
+    for bad in ("not-ours", "OTk5OTk5OTk5OTk5", "YWJj"):  # not base64 of a key; 12 digits; "abc"
+        refused = await svc.http.get(path, params={"cursor": bad}, headers=svc.therapist)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["detail"][0]["field"] == "query.cursor"
+
+
 async def test_a_revision_is_a_new_version_with_its_history_kept(svc: Service) -> None:
     a = await svc.create()
     svc.at(2026, 3, 23, 19, 30)
@@ -88,7 +114,7 @@ async def test_a_revision_is_a_new_version_with_its_history_kept(svc: Service) -
     revision = response.json()
     assert (revision["version"], revision["changed"]) == (2, ["title", "rationale", "schedule"])
     assert revision["revised_at"] == "2026-03-23T19:30:00Z"
-    history = await get(svc, f"/v1/assignments/{a['id']}/revisions", svc.client)
+    history = (await get(svc, f"/v1/assignments/{a['id']}/revisions", svc.client))["items"]
     assert [(r["version"], r["content"]["title"]) for r in history] == [
         (1, "Evening mood rating"),
         (2, "Morning mood rating"),
@@ -353,3 +379,21 @@ async def test_a_therapist_of_the_practice_who_did_not_assign_it_also_sees_it(sv
     colleague = bearer("therapist", "colleague", svc.practice)
     assert (await get(svc, f"/v1/assignments/{a['id']}", colleague))["id"] == a["id"]
     svc.clock.advance(timedelta(minutes=1))
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "0001-01-01T02:00:00Z"}, "query.from"),
+        ({"to": "9999-12-31T23:00:00Z"}, "query.to"),
+        ({"from": "9999-12-20T00:00:00Z", "to": "9999-12-31T00:00:00Z"}, "query.from"),
+    ],
+    ids=["year 1", "year 9999", "both near the end of time"],
+)
+async def test_an_occurrence_range_near_the_limits_of_time_is_422_not_500(
+    svc: Service, params: dict[str, str], field: str
+) -> None:
+    a = await svc.create()
+    response = await svc.http.get(f"/v1/assignments/{a['id']}/occurrences", params=params, headers=svc.therapist)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["field"] == field

@@ -23,6 +23,7 @@ from pymongo import AsyncMongoClient
 
 from homework_assignment.config import Settings
 from homework_shared.events import AssignmentCreated, AssignmentPaused, CompletionRecorded
+from homework_shared.settings import DEV_JWT_SECRET
 from tests.conftest import unique, wait_for
 from tests.infra import Infra
 from tests.integration.assignment.conftest import bearer, daily_mood_log, topic_events
@@ -37,7 +38,11 @@ def free_port() -> int:
 
 
 def clean_environment(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES and not k.startswith("JWT_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in SERVICE_VARIABLES and not k.startswith(("JWT_", "KAFKA_", "ALLOW_INSECURE"))
+    }
     return {**env, **values}
 
 
@@ -64,8 +69,28 @@ def run_briefly(**values: str) -> subprocess.CompletedProcess[str]:
             {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "MONGODB_URI": "mongodb://m", "ENVIRONMENT": "production"},
             ["JWT_SECRET"],
         ),
+        (
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": "k:9093",
+                "KAFKA_SECURITY_PROTOCOL": "SSL",
+                "MONGODB_URI": "mongodb://m/?tls=true",
+                "JWT_SECRET": DEV_JWT_SECRET,
+            },
+            ["JWT_SECRET: the public development default is accepted only with ENVIRONMENT=development"],
+        ),
+        (
+            {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "MONGODB_URI": "mongodb://m", "JWT_SECRET": DEV_JWT_SECRET},
+            ["KAFKA_SECURITY_PROTOCOL", "MONGODB_URI: connects without TLS", "JWT_SECRET"],
+        ),
     ],
-    ids=["missing", "bad port", "bad sweep interval", "production without keys"],
+    ids=[
+        "missing",
+        "bad port",
+        "bad sweep interval",
+        "production without keys",
+        "no environment with the dev secret",
+        "no environment with plain-text transport",
+    ],
 )
 def test_bad_configuration_exits_naming_the_variable(values: dict[str, str], named: list[str]) -> None:
     finished = run_briefly(**values)

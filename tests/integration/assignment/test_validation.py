@@ -132,7 +132,7 @@ async def test_a_bad_revision_field_is_named(svc: Service, case: str, change: di
     response = await svc.http.post(f"/v1/assignments/{a['id']}/revisions", json=change, headers=svc.therapist)
     assert field in fields_of(response), case
     history = await svc.http.get(f"/v1/assignments/{a['id']}/revisions", headers=svc.therapist)
-    assert len(history.json()) == 1
+    assert len(history.json()["items"]) == 1
 
 
 COMPLETION_CASES: list[tuple[str, dict[str, Any], str]] = [

@@ -161,6 +161,8 @@ def test_the_service_installs_alone_from_the_lock_file_and_runs_until_sigterm(
         HTTP_PORT=str(port),
         SHUTDOWN_TIMEOUT_S=str(SHUTDOWN_TIMEOUT_S),
         LOG_FORMAT="json",
+        # The local stack is plain text with the development secret: only development accepts that.
+        ENVIRONMENT="development",
     )
     with log.open("wb") as out:
         # From an empty directory: nothing of the checkout can be imported by accident.

@@ -99,7 +99,7 @@ def settings_for(infra: Infra, **extra: Any) -> Settings:
         # A consumer group of its own: a member of a previous test's group can hold a join up for a session timeout.
         service_name=extra.pop("service_name", unique("insights")),
         topic_partitions=2,
-        environment="test",
+        environment="development",
         log_format="console",
         **extra,
     )

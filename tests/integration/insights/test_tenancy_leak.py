@@ -68,7 +68,7 @@ class Platform:
 async def platform(infra: Infra) -> AsyncIterator[Platform]:
     prefix = unique("leak")
     asg_settings = AssignmentSettings(
-        environment="test",
+        environment="development",
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         mongodb_uri=infra.mongodb_uri,
         mongodb_database=unique("assignment"),

@@ -90,7 +90,7 @@ class Deployment:
 
     def settings(self, **overrides: Any) -> ReminderSettings:
         values: dict[str, Any] = {
-            "environment": "test",
+            "environment": "development",
             "kafka_bootstrap_servers": self.infra.kafka_bootstrap,
             "mongodb_uri": self.infra.mongodb_uri,
             "mongodb_database": self.database,

@@ -231,7 +231,7 @@ async def test_plaintext_and_old_key_secrets_keep_working_and_are_resealed_under
     # The rotate step a Kubernetes Job runs re-encrypts it under the new key, so the old key can go.
     env = {
         **os.environ,
-        "ENVIRONMENT": "test",
+        "ENVIRONMENT": "development",
         "KAFKA_BOOTSTRAP_SERVERS": d.infra.kafka_bootstrap,
         "MONGODB_URI": d.infra.mongodb_uri,
         "MONGODB_DATABASE": d.database,

@@ -72,5 +72,5 @@ async def test_a_body_that_is_not_utf8_json_answers_a_documented_400() -> None:
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     assert response.status_code == 400
-    assert response.json()["error"] == "bad_request"
+    assert response.json()["error"] == "invalid_json"  # refused before parsing (bounded_input)
     assert "400" in doc["paths"]["/v1/assignments"]["post"]["responses"]

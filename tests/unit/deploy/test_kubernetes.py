@@ -29,7 +29,8 @@ from tests.unit.deploy.files import (
 )
 
 KUBERNETES_VERSIONS = ("1.29", "1.33")
-PLACEHOLDER_MONGODB_URI = "mongodb://user:password@mongodb-0.mongodb:27017/?replicaSet=rs0"
+# What docs/deploy.md asks the prod Secrets to hold: a replica set, over TLS.
+PLACEHOLDER_MONGODB_URI = "mongodb://user:password@mongodb-0.mongodb:27017/?replicaSet=rs0&tls=true"
 PLACEHOLDER_FERNET_KEY = "cHJvZHVjdGlvbi1wbGFjZWhvbGRlci1rZXktMDAwMDA="
 POD_KINDS = ("Deployment", "Job")
 
@@ -155,6 +156,18 @@ def test_each_service_accepts_the_overlays_configuration(overlay: str, service: 
     settings = build_settings(service, settings_env(overlay, service))
     assert settings.http_port == CONTAINER_PORT
     assert settings.environment == ("development" if overlay == "dev" else "production")
+
+
+def test_production_talks_to_kafka_over_tls_and_never_allows_insecure_transport() -> None:
+    config = common("prod")
+    assert config["KAFKA_SECURITY_PROTOCOL"] in ("SSL", "SASL_SSL")
+    assert "ALLOW_INSECURE_TRANSPORT" not in config
+    assert "PLAINTEXT" not in config.get("KAFKA_SECURITY_PROTOCOL", "")
+
+
+def test_only_the_dev_overlay_says_development() -> None:
+    assert common("dev")["ENVIRONMENT"] == "development"
+    assert common("prod")["ENVIRONMENT"] == "production"
 
 
 def test_production_topics_survive_a_broker_loss() -> None:
@@ -343,5 +356,5 @@ def test_only_the_reminder_may_call_out_and_never_to_private_addresses(overlay: 
 def test_the_topics_job_may_reach_only_dns_and_kafka(overlay: str) -> None:
     job = objects(overlay, "Job")["homework-topics"]
     labels = job["spec"]["template"]["metadata"]["labels"]
-    assert set(egress_ports(overlay, labels)) == {53, 9092}
+    assert set(egress_ports(overlay, labels)) == {53, 9092, 9093}  # 9093: Kafka's TLS listener
     assert not [r for s in policies_for(overlay, labels, "Ingress") for r in s.get("ingress") or []]

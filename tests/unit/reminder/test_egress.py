@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from homework_reminder.config import ReminderSettings
 from homework_reminder.egress import AddressRefused, EgressGuard, GuardedTransport, refusal
@@ -126,7 +128,16 @@ async def test_the_guarded_transport_connects_to_the_checked_address_not_a_secon
 
 
 def test_private_network_webhooks_are_refused_outside_development() -> None:
+    production: dict[str, Any] = {
+        "environment": "production",
+        "jwt_secret": "a-production-jwt-secret-of-40-characters!",
+        "jwt_allow_hs256_in_production": True,
+        "allow_insecure_transport": True,  # the local broker and server speak plain text
+        "webhook_secret_keys": Fernet.generate_key().decode(),
+        **UNREACHABLE,
+    }
+    ReminderSettings(**production)  # valid as it is: the refusal below is the webhook rule's
     with pytest.raises(ValueError, match="WEBHOOK_ALLOW_PRIVATE_NETWORKS"):
-        ReminderSettings(environment="test", webhook_allow_private_networks=True, **UNREACHABLE)
+        ReminderSettings(webhook_allow_private_networks=True, **production)
     settings = ReminderSettings(environment="development", webhook_allow_private_networks=True, **UNREACHABLE)
     assert settings.webhook_allow_private_networks

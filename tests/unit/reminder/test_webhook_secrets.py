@@ -55,11 +55,11 @@ def test_a_secret_under_a_removed_key_is_reported_not_silently_rewritten() -> No
 
 
 def test_the_key_setting_takes_a_comma_separated_list_and_refuses_bad_or_development_keys() -> None:
-    settings = ReminderSettings(environment="test", webhook_secret_keys=f" {NEW}, {OLD} ", **UNREACHABLE)
+    settings = ReminderSettings(environment="development", webhook_secret_keys=f" {NEW}, {OLD} ", **UNREACHABLE)
     assert settings.webhook_secret_key_list() == [NEW, OLD]
     with pytest.raises(ValueError, match="key 2 is not a Fernet key"):
-        ReminderSettings(environment="test", webhook_secret_keys=f"{NEW},not-a-key", **UNREACHABLE)
-    assert SecretBox.from_settings(ReminderSettings(environment="test", **UNREACHABLE)).reveal(
+        ReminderSettings(environment="development", webhook_secret_keys=f"{NEW},not-a-key", **UNREACHABLE)
+    assert SecretBox.from_settings(ReminderSettings(environment="development", **UNREACHABLE)).reveal(
         stored(SecretBox([DEV_WEBHOOK_SECRET_KEY]))
     )
 

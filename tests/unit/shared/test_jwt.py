@@ -145,6 +145,7 @@ def test_the_verifier_from_production_settings_ignores_the_secret_when_hs256_is_
 ) -> None:
     settings = ServiceSettings(
         environment="production",
+        allow_insecure_transport=True,
         service_name="s",
         kafka_bootstrap_servers="k:9092",
         mongodb_uri="mongodb://m",

@@ -23,3 +23,16 @@ def test_the_server_keeps_our_logging_and_drains_on_shutdown() -> None:
     # Longer than httpx's 5 s and a load balancer's 60 s idle timeout: the client closes an idle connection first.
     assert config.timeout_keep_alive == 75
     assert (config.host, config.port) == ("0.0.0.0", 8765)
+
+
+def test_the_server_limits_concurrency_per_process_from_the_settings() -> None:
+    settings = ServiceSettings(
+        service_name="runner-test",
+        kafka_bootstrap_servers="k:9092",
+        mongodb_uri="mongodb://m",
+        mongodb_database="d",
+        http_limit_concurrency=37,
+    )
+    config = server_config(create_app(settings, title="t", version="1"), settings)
+    assert config.limit_concurrency == 37
+    assert ServiceSettings.model_fields["http_limit_concurrency"].default == 200

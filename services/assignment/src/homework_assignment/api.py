@@ -8,10 +8,10 @@ answers 404, never 403, so ids cannot be probed. Every POST honours ``Idempotenc
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -33,6 +33,7 @@ from homework_assignment.models import (
     OccurrenceList,
     OccurrencePublic,
     ResolutionPublic,
+    RevisionPage,
     RevisionPublic,
     SkipCreate,
     decode_cursor,
@@ -48,13 +49,18 @@ from homework_shared.idempotency import (
     request_fingerprint,
     respond_idempotently,
 )
+from homework_shared.ids import OccurrenceIdPath, PathId, QueryId
 from homework_shared.service import Runtime
 
 MAX_RANGE = timedelta(days=366)
 DEFAULT_RANGE = timedelta(days=14)
+# Instants a range may name: far enough from datetime's limits that the window and zone arithmetic
+# around them cannot overflow (year 1 or 9999 was a 500).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
-AssignmentId = Annotated[str, Path(min_length=1, max_length=200)]
-OccurrenceId = Annotated[str, Path(min_length=1, max_length=260)]
+AssignmentId = PathId
+OccurrenceId = OccurrenceIdPath
 Limit = Annotated[int, Query(ge=1, le=200)]
 
 _errors: dict[int | str, dict[str, Any]] = {
@@ -119,7 +125,7 @@ async def get_assignment(assignment_id: AssignmentId, principal: PrincipalDep, h
 
 @router.get("/clients/{client_id}/assignments", response_model=AssignmentPage, responses=_errors)
 async def list_client_assignments(
-    client_id: Annotated[str, Path(min_length=1, max_length=200)],
+    client_id: PathId,
     principal: TherapistDep,
     h: HandlersDep,
     status: AssignmentStatus | None = None,
@@ -158,10 +164,21 @@ async def revise_assignment(
     return await idempotent(request, caller_scope(principal), key, 201, write)
 
 
-@router.get("/assignments/{assignment_id}/revisions", response_model=list[RevisionPublic], responses=_errors)
-async def list_revisions(assignment_id: AssignmentId, principal: PrincipalDep, h: HandlersDep) -> list[RevisionPublic]:
-    """Every version of the assignment's content, oldest first."""
-    return [RevisionPublic.of(doc) for doc in await h.revisions(principal, assignment_id)]
+@router.get("/assignments/{assignment_id}/revisions", response_model=RevisionPage, responses=_errors)
+async def list_revisions(
+    assignment_id: AssignmentId,
+    principal: PrincipalDep,
+    h: HandlersDep,
+    limit: Limit = 50,
+    cursor: Annotated[Cursor | None, Query()] = None,
+) -> RevisionPage:
+    """The versions of the assignment's content, oldest first, paged."""
+    after = decode_cursor(cursor)
+    if after is not None and not (after.isdigit() and len(after) <= 9):
+        raise invalid("cursor", "not a cursor this service gave out", "query")
+    docs = await h.revisions(principal, assignment_id, limit + 1, int(after) if after else 0)
+    last = str(docs[limit - 1]["version"]) if len(docs) > limit else None
+    return RevisionPage(items=[RevisionPublic.of(doc) for doc in docs[:limit]], next_cursor=encode_cursor(last))
 
 
 def _status_route(action: StatusAction, summary: str) -> None:
@@ -218,6 +235,9 @@ async def list_occurrences(
     end: Annotated[AwareDatetime | None, Query(alias="to", description="Default: 14 days after from")] = None,
 ) -> JSONResponse:
     """The occurrences opening in [from, to), each with its id, local start, window and status."""
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise invalid(name, "must be between 1970-01-01 and 9000-01-01", "query")
     start = start or (end - DEFAULT_RANGE if end else h.clock.now() - DEFAULT_RANGE / 2)
     end = end or start + DEFAULT_RANGE
     if end <= start:
@@ -339,7 +359,7 @@ async def my_assignments(
 async def my_history(
     principal: ClientDep,
     h: HandlersDep,
-    assignment_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    assignment_id: QueryId | None = None,
     limit: Limit = 50,
     cursor: Annotated[Cursor | None, Query()] = None,
 ) -> HistoryPage:

@@ -86,10 +86,10 @@ class AssignmentHandlers:
         found = await self.store.page(practice_id, client_id, status, limit + 1, after)
         return found[:limit], (found[limit - 1].id if len(found) > limit else None)
 
-    async def revisions(self, principal: Principal, assignment_id: str) -> list[Doc]:
-        """Every version of a visible assignment, oldest first."""
+    async def revisions(self, principal: Principal, assignment_id: str, limit: int, after_version: int) -> list[Doc]:
+        """Up to ``limit`` versions of a visible assignment after ``after_version``, oldest first."""
         await self.visible(principal, assignment_id)
-        return await self.store.revisions_of(assignment_id)
+        return await self.store.revisions_of(assignment_id, limit, after_version)
 
     async def occurrences(
         self, principal: Principal, assignment_id: str, start: datetime, end: datetime

@@ -215,6 +215,13 @@ class RevisionPublic(BaseModel):
         return cls(**{k: v for k, v in doc.items() if k != "_id"})
 
 
+class RevisionPage(BaseModel):
+    """A page of an assignment's versions, oldest first."""
+
+    items: list[RevisionPublic]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last")
+
+
 class ResolutionPublic(BaseModel):
     """A completion or a skip."""
 

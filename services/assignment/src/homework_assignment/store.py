@@ -262,9 +262,10 @@ class AssignmentStore:
         await self.revisions.insert_one(doc, session=session)
         return doc
 
-    async def revisions_of(self, assignment_id: str) -> list[Doc]:
-        """Every stored version of an assignment, oldest first."""
-        cursor = self.revisions.find({"assignment_id": assignment_id}).sort("version", ASCENDING)
+    async def revisions_of(self, assignment_id: str, limit: int, after_version: int = 0) -> list[Doc]:
+        """Up to ``limit`` stored versions of an assignment after ``after_version``, oldest first."""
+        query = {"assignment_id": assignment_id, "version": {"$gt": after_version}}
+        cursor = self.revisions.find(query).sort("version", ASCENDING).limit(limit)
         return [doc async for doc in cursor]
 
     # ------------------------------------------------------------ resolutions

@@ -39,6 +39,7 @@ from homework_shared.errors import NotFound, Unprocessable
 from homework_shared.events import Channel, HomeworkKind
 from homework_shared.events.values import TimeZoneName
 from homework_shared.idempotency import IdempotencyKeyDep, caller_scope, respond_idempotently
+from homework_shared.ids import PathId, ReminderIdPath
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.schedule import to_local
 
@@ -238,7 +239,7 @@ async def my_upcoming_reminders(svc: ServicesDep, principal: ClientDep, limit: L
     responses=answers(404),
 )
 async def client_upcoming_reminders(
-    client_id: str, svc: ServicesDep, principal: PrincipalDep, limit: Limit = 100
+    client_id: PathId, svc: ServicesDep, principal: PrincipalDep, limit: Limit = 100
 ) -> UpcomingReminders:
     """A client's reminders that have not fired yet (the client: their own; a therapist: their practice's)."""
     await _visible_client(svc, principal, client_id)
@@ -251,7 +252,7 @@ async def client_upcoming_reminders(
     responses=answers(400, 403, 404, 409),
 )
 async def snooze_reminder(
-    reminder_id: str,
+    reminder_id: ReminderIdPath,
     body: SnoozeRequest,
     request: Request,
     svc: ServicesDep,
@@ -281,7 +282,7 @@ def _preferences_public(client_id: str, doc: Doc | None) -> PreferencesPublic:
 
 
 @router.get("/clients/{client_id}/preferences", response_model=PreferencesPublic, responses=answers(404))
-async def get_preferences(client_id: str, svc: ServicesDep, principal: PrincipalDep) -> PreferencesPublic:
+async def get_preferences(client_id: PathId, svc: ServicesDep, principal: PrincipalDep) -> PreferencesPublic:
     """A client's reminder preferences (all null until set)."""
     await _visible_client(svc, principal, client_id)
     return _preferences_public(client_id, await svc.store.preferences_doc(principal.practice_id, client_id))
@@ -289,7 +290,7 @@ async def get_preferences(client_id: str, svc: ServicesDep, principal: Principal
 
 @router.put("/clients/{client_id}/preferences", response_model=PreferencesPublic, responses=answers(400, 404))
 async def put_preferences(
-    client_id: str, body: PreferencesUpdate, svc: ServicesDep, principal: PrincipalDep
+    client_id: PathId, body: PreferencesUpdate, svc: ServicesDep, principal: PrincipalDep
 ) -> PreferencesPublic:
     """Replace a client's preferences; their waiting reminders are rescheduled by them at once."""
     await _visible_client(svc, principal, client_id)
@@ -307,7 +308,7 @@ async def put_preferences(
 
 
 @router.put("/practices/{practice_id}/webhook", response_model=WebhookPublic, responses=answers(400, 403, 404))
-async def put_webhook(practice_id: str, body: WebhookUpdate, svc: ServicesDep, principal: AdminDep) -> WebhookPublic:
+async def put_webhook(practice_id: PathId, body: WebhookUpdate, svc: ServicesDep, principal: AdminDep) -> WebhookPublic:
     """Set where the practice's reminders with the ``webhook`` channel are delivered, and the signing secret (admin).
 
     The URL's host must resolve only to public unicast addresses (422 ``webhook_address_refused``
@@ -333,7 +334,7 @@ async def put_webhook(practice_id: str, body: WebhookUpdate, svc: ServicesDep, p
 
 
 @router.get("/practices/{practice_id}/webhook", response_model=WebhookPublic, responses=answers(403, 404))
-async def get_webhook(practice_id: str, svc: ServicesDep, principal: TherapistDep) -> WebhookPublic:
+async def get_webhook(practice_id: PathId, svc: ServicesDep, principal: TherapistDep) -> WebhookPublic:
     """The practice's webhook (never its secret)."""
     _own_practice(principal, practice_id)
     doc = await svc.store.webhook(practice_id)
@@ -343,7 +344,7 @@ async def get_webhook(practice_id: str, svc: ServicesDep, principal: TherapistDe
 
 
 @router.delete("/practices/{practice_id}/webhook", status_code=204, responses=answers(403, 404))
-async def delete_webhook(practice_id: str, svc: ServicesDep, principal: AdminDep) -> Response:
+async def delete_webhook(practice_id: PathId, svc: ServicesDep, principal: AdminDep) -> Response:
     """Stop delivering to the practice's webhook (admin)."""
     _own_practice(principal, practice_id)
     if not await svc.store.delete_webhook(practice_id):

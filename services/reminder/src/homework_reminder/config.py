@@ -74,10 +74,10 @@ class ReminderSettings(ConsumerSettings):
             )
         keys = self.webhook_secret_key_list()
         if not keys:
-            if self.environment not in ("development", "test"):
+            if self.environment != "development":
                 raise ValueError("WEBHOOK_SECRET_KEYS: set at least one Fernet key outside development")
             return self
-        if self.environment not in ("development", "test") and DEV_WEBHOOK_SECRET_KEY in keys:
+        if self.environment != "development" and DEV_WEBHOOK_SECRET_KEY in keys:
             raise ValueError("WEBHOOK_SECRET_KEYS: the development key is refused outside development")
         for position, key in enumerate(keys, start=1):
             try:
