@@ -246,8 +246,13 @@ class Console:
             print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
 
-async def watch_events(system: System, plan: Plan, result: DemoResult, console: Console) -> None:
-    """Show reminders (and missed occurrences) as the reminder service publishes them."""
+async def watch_events(
+    system: System, plan: Plan, result: DemoResult, console: Console, joined: asyncio.Event | None = None
+) -> None:
+    """Show reminders (and missed occurrences) as the reminder service publishes them.
+
+    ``joined`` is set once the watcher's position on every partition is fixed: from then on it sees every record.
+    """
     topics = Topics(prefix=system.topic_prefix)
     consumer = AIOKafkaConsumer(
         topics.reminder, bootstrap_servers=system.kafka_bootstrap, auto_offset_reset="latest", enable_auto_commit=False
@@ -255,6 +260,10 @@ async def watch_events(system: System, plan: Plan, result: DemoResult, console: 
     await consumer.start()
     try:
         await consumer.seek_to_end()
+        for tp in consumer.assignment():
+            await consumer.position(tp)  # resolves the lazy seek now
+        if joined is not None:
+            joined.set()
         async for record in consumer:
             with contextlib.suppress(EventDecodeError):
                 env = decode(record.headers, record.value)
@@ -291,20 +300,24 @@ async def play(
     therapist = {"Authorization": f"Bearer {token(system, 'therapist', plan.therapist_id, plan.practice_id)}"}
     client = {"Authorization": f"Bearer {token(system, 'client', plan.client_id, plan.practice_id)}"}
     result = DemoResult(plan, {}, {}, [], [], [], {}, {}, out_dir / "summary.html", {}, 0.0)
-    watcher = asyncio.create_task(watch_events(system, plan, result, Console(console, started)))
-    await asyncio.sleep(1.0)  # let the watcher join the stream before the first reminder
+    joined = asyncio.Event()
+    watcher = asyncio.create_task(watch_events(system, plan, result, Console(console, started), joined))
+    # The watcher must be on the stream before the first reminder (waited for, not slept on).
+    await asyncio.wait_for(joined.wait(), timeout=60)
     async with httpx.AsyncClient(timeout=30) as http:
-        assigned_from = system.clock.now()  # list from here: on a slow machine an occurrence may open meanwhile
+        # List from the plan's first day: on a slow machine an occurrence may open while the
+        # homework is being assigned; the client then acts on it at once.
+        assigned_from = datetime.combine(plan.first_day, datetime.min.time(), ZoneInfo(plan.timezone))
         say(
             f"therapist {plan.therapist_id} assigns homework to client {plan.client_id} ({plan.timezone}); "
-            f"platform time {local(assigned_from, plan.timezone)}"
+            f"platform time {local(system.clock.now(), plan.timezone)}"
         )
         for name, body in plan.assignments().items():
             r = await http.post(f"{system.assignment_url}/v1/assignments", json=body, headers=therapist)
             r.raise_for_status()
             result.assignment_ids[name] = r.json()["id"]
             say(f"  assigned  {body['title']} ({body['kind']})")
-        far = (system.clock.now() + timedelta(days=plan.days + 3)).isoformat()
+        far = (max(system.clock.now(), assigned_from) + timedelta(days=plan.days + 3)).isoformat()
         schedule: list[tuple[datetime, str, int, dict[str, Any]]] = []
         for name, aid in result.assignment_ids.items():
             r = await http.get(

@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,6 +36,7 @@ from homework_shared.events import (
 )
 from homework_shared.events.envelope import Envelope
 from tests.conftest import unique
+from tests.e2e.quiet import figures_when_quiet
 from tests.e2e.system import Deployment, wait
 from tests.infra import ROOT
 
@@ -57,24 +59,49 @@ def origin_at(local: datetime, tz: str) -> datetime:
     return local.replace(tzinfo=ZoneInfo(tz))
 
 
+FIRST_OPENING = dt_time(9, 0)
+"""The earliest local time an occurrence of the plan opens on its first day (the reading)."""
+LEAD = timedelta(hours=12)
+"""Platform time between making the plan and its first opening: 5 real seconds to post the assignments."""
+
+
 def first_day(clock: Clock, tz: str) -> date:
-    """The plan's first day: today if it is still early (before 02:00 local), else tomorrow.
+    """The plan's first day: the first whose 09:00 local lies at least ``LEAD`` ahead.
 
     The clock runs while the services start (a few real seconds, many platform hours), so the plan
     is made from the platform time the services are ready at, not from the origin. The earliest
     occurrence opens at 09:00 on the first day and must still lie ahead once the assignments are
-    posted: 7 platform hours is ~3 real seconds of margin (at 07:00, a slow machine lost the reading).
+    posted, on a machine whose cores are busy too (with 7 platform hours, ~3 real seconds, a slow
+    machine lost the reading).
     """
     now = clock.now().astimezone(ZoneInfo(tz))
-    return now.date() if now.hour < 2 else now.date() + timedelta(days=1)
+    day = now.date()
+    while datetime.combine(day, FIRST_OPENING, now.tzinfo) - now < LEAD:
+        day += timedelta(days=1)
+    return day
 
 
-def plan_for(clock: Clock, tz: str = "Europe/Berlin", days: int = 7, *, through: date | None = None) -> Plan:
+def plan_for(
+    clock: Clock,
+    tz: str = "Europe/Berlin",
+    days: int = 7,
+    *,
+    through: date | None = None,
+    start: date | None = None,
+) -> Plan:
     """The demo's plan for a fresh client, with windows and acting time fit for the test's clock speed.
 
     ``through``: make the plan last until that local day (whatever day it starts on) instead of ``days``.
+    ``start``: begin on that local day (it must still be far enough ahead, see ``first_day``), not the first
+    possible one: a test whose clock starts early enough for the slowest start-up waits for it instead.
     """
-    start = first_day(clock, tz)
+    earliest = first_day(clock, tz)
+    if start is not None:
+        assert earliest <= start, (
+            f"the services took too long to start: the plan could begin on {earliest} at the earliest, not {start}"
+        )
+    else:
+        start = earliest
     if through is not None:
         days = (through - start).days + 1
         assert days >= 2, f"the services took too long to start: the plan would begin on {start}"
@@ -293,6 +320,42 @@ def wait_until_ended(d: Deployment, result: DemoResult, timeout: float = 60) -> 
         return len(states) == len(result.assignment_ids) and all(s == "ended" for s in states)
 
     wait(all_ended, timeout, interval=0.5, message="every assignment ended")
+
+
+def settled_figures(d: Deployment, result: DemoResult) -> dict[str, Any]:
+    """The client's figures once every assignment has ended and the platform is quiet (``tests.e2e.quiet``).
+
+    Read when every consumer group's lag is zero and no outbox holds a record, and again after the
+    lag stayed zero for a few seconds; the two reads must agree. Only what does not move with the
+    clock is kept: per assignment and overall ``FIGURES`` (and state), and the flags (the rolling
+    7- and 28-day windows slide by hours of platform time between two reads).
+    """
+    from demo import token
+
+    wait_until_ended(d, result)
+    headers = {
+        "Authorization": f"Bearer {token(d.system, 'therapist', result.plan.therapist_id, result.plan.practice_id)}"
+    }
+    url = f"{d.processes['insights'].url}/v1/clients/{result.plan.client_id}/figures"
+
+    async def figures() -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=10) as http:
+            r = await http.get(url, headers=headers)
+        r.raise_for_status()
+        f = r.json()
+        return {
+            "overall": {k: f["overall"].get(k) for k in FIGURES},
+            "assignments": [
+                {"assignment_id": a["assignment_id"], "state": a.get("state"), **{k: a.get(k) for k in FIGURES}}
+                for a in f.get("assignments", [])
+            ],
+            "flags": sorted(
+                ({"code": x.get("code"), "assignment_id": x.get("assignment_id")} for x in f.get("flags", [])),
+                key=lambda x: (str(x["code"]), str(x["assignment_id"])),
+            ),
+        }
+
+    return figures_when_quiet(d, figures)
 
 
 def assert_rebuild_equals_live(d: Deployment, result: DemoResult) -> None:

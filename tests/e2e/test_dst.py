@@ -1,7 +1,12 @@
 """A client whose time zone changes its UTC offset during the scenario: "every day at 20:00" stays 20:00 local.
 
-The platform clock starts two days before a DST change (New York falling back on 1 November 2026,
-Berlin springing forward on 28 March 2027); the plan runs across it. The mood log's reminders fall
+The platform clock starts eight days before a DST change (New York falling back on 1 November 2026,
+Berlin springing forward on 28 March 2027) and the plan runs from the day before it to the day after.
+The clock runs while the services start: a day is 10 real seconds, and on a machine whose cores are
+busy the three services took 45 s to be ready (4.5 platform days; a clock started two days before
+the change left too little). Starting the clock early and the plan on a fixed day gives them about
+69 real seconds, more than ``deploy`` itself waits for a service (60 s); the test then waits for the
+plan's first occurrence (idle, on the platform clock) instead of racing it. The mood log's reminders fall
 due at 20:00 local wall time on both sides, their UTC offsets differ by the hour, consecutive
 occurrences open 25 (or 23) hours apart, and the figures are exactly the plan's.
 """
@@ -28,6 +33,7 @@ from tests.e2e.scenario import (
     plan_for,
     read,
     run,
+    settled_figures,
 )
 from tests.e2e.system import deploy
 from tests.infra import Infra
@@ -44,11 +50,12 @@ from tests.infra import Infra
 def test_a_daily_20_00_stays_20_00_local_across_a_dst_change(
     infra: Infra, tmp_path: Path, tz: str, change: date, offsets: set[timedelta], gap: timedelta
 ) -> None:
-    origin = origin_at(datetime.combine(change - timedelta(days=2), datetime.min.time()), tz)
+    origin = origin_at(datetime.combine(change - timedelta(days=8), datetime.min.time()), tz)
     with deploy(infra, tmp_path / "logs", speed=SPEED, origin=origin, **SCENARIO_ENV) as d:
-        plan = plan_for(d.clock, tz, through=change + timedelta(days=1))
+        plan = plan_for(d.clock, tz, start=change - timedelta(days=1), through=change + timedelta(days=1))
         assert plan.first_day < change, "the plan must start before the change"
         result = run(d, plan, tmp_path / "out")
+        result.figures = settled_figures(d, result)
 
         assert_exact_figures(result)
         mood = result.occurrences["mood"]

@@ -38,6 +38,7 @@ from homework_shared.events import (
 )
 from homework_shared.events.examples import EXAMPLES
 from tests.conftest import unique
+from tests.e2e.quiet import lag_of
 from tests.e2e.scenario import (
     SCENARIO_ENV,
     SPEED,
@@ -54,6 +55,7 @@ from tests.e2e.scenario import (
     play,
     read,
     read_all,
+    settled_figures,
 )
 from tests.e2e.system import Deployment, deploy, wait
 from tests.infra import Infra
@@ -67,7 +69,8 @@ SAMPLE: dict[str, type[HomeworkEvent]] = {
 }
 """A type of each stream, whose headers the poison borrows."""
 CONSUMERS = {"assignment": ["reminder", "insights"], "reminder": ["insights"], "insights": []}
-"""The consumer groups of each stream (the service name is the group)."""
+"""The consumer groups of each stream (the service name is the group), as the services are documented
+to subscribe; the test checks it against the groups' committed offsets on the broker."""
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,12 @@ def test_poison_on_every_stream_is_parked_with_its_reason_and_the_figures_stay_e
     with deploy(infra, tmp_path / "logs", speed=SPEED, origin=origin_at(ORIGIN, TZ), **SCENARIO_ENV) as d:
         result, poison = asyncio.run(play_with_poison(d, tmp_path / "out"))
         topics = d.system_topics
+        # Every group has consumed (and so parked) everything: its lag is zero, twice, seconds apart.
+        result.figures = settled_figures(d, result)
+        broker = asyncio.run(lag_of(d))
+        consumed = {group: {s for s in CONSUMERS if topics.stream(s) in own} for group, own in broker.consumed.items()}
+        documented = {g: {s for s, groups in CONSUMERS.items() if g in groups} for gs in CONSUMERS.values() for g in gs}
+        assert consumed == documented, f"the groups consume {consumed}; the poison was planned for {documented}"
         expected = {
             group: {(p.topic, p.partition, p.offset): p for p in poison if group in p.parked_by}
             for group in ("reminder", "insights")
@@ -242,7 +251,20 @@ def test_poison_on_every_stream_is_parked_with_its_reason_and_the_figures_stay_e
                 )
                 assert e.headers["dlq_consumer_group"] == group
                 assert e.key == result.plan.client_id.encode(), "parked with its key"
-        assert not [p for p in poison if p.stream == "insights" and p.parked_by], "nobody consumes the insights stream"
+        # What nobody should park is on no dead-letter topic of the deployment, whichever group owns it.
+        dead_letter_topics = sorted({tp.topic for tp in broker.ends if tp.topic.endswith(".dead-letter")})
+        assert set(dead_letter_topics) == {topics.dead_letter(g) for g in documented}, dead_letter_topics
+        parked_anywhere = {
+            (
+                e.headers["dlq_original_topic"],
+                int(e.headers["dlq_original_partition"]),
+                int(e.headers["dlq_original_offset"]),
+            )
+            for e in asyncio.run(read_all(d.infra.kafka_bootstrap, dead_letter_topics))
+        }
+        unparked = {(p.topic, p.partition, p.offset): p.name for p in poison if not p.parked_by}
+        assert unparked, "the test puts poison nobody consumes on the insights stream"
+        assert not parked_anywhere & set(unparked), f"parked although no group consumes it: {unparked}"
 
         assert_exact_figures(result)
         reminders = read(d, topics.reminder)

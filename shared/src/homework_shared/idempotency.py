@@ -17,8 +17,9 @@ write conflict) and replays what the first stored. ``respond_idempotently`` does
 
 Keys are per caller within a practice (``_id = f"{caller_scope(principal)}:{key}"``: practice, role
 and subject), so two practices whose token issuers hand out the same ``sub`` never replay each
-other's answers, and kept 24 hours (TTL index from
-``ensure_idempotency_indexes``). The same key with a different method, path or body answers
+other's answers, and kept 24 hours (``IDEMPOTENCY_KEY_TTL_S``; a TTL index from
+``ensure_idempotency_indexes``, so the server's TTL monitor deletes them within about a minute
+after that). The same key with a different method, path or body answers
 422 ``idempotency_key_reused``, as the IETF Idempotency-Key draft recommends.
 """
 
@@ -36,7 +37,7 @@ from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from homework_shared.auth.jwt import Principal
 from homework_shared.errors import Unprocessable
@@ -44,6 +45,9 @@ from homework_shared.mongo import MongoClient, run_in_transaction
 
 COLLECTION = "idempotency_keys"
 KEEP_FOR_S = 24 * 60 * 60
+TTL_INDEX = "created_at_ttl"
+INDEX_CONFLICTS = (85, 86)
+"""IndexOptionsConflict, IndexKeySpecsConflict: what creating an index of another TTL under the same name answers."""
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 Database = AsyncDatabase[dict[str, Any]]
@@ -89,9 +93,16 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
     return f"{method.upper()} {path} {hashlib.sha256(body).hexdigest()}"
 
 
-async def ensure_idempotency_indexes(db: Database) -> None:
-    """Create the TTL index that forgets keys after 24 hours."""
-    await db[COLLECTION].create_index("created_at", expireAfterSeconds=KEEP_FOR_S, name="created_at_ttl")
+async def ensure_idempotency_indexes(db: Database, keep_for_s: int = KEEP_FOR_S) -> None:
+    """Create the TTL index that forgets keys after ``keep_for_s``; a changed setting updates the existing index."""
+    try:
+        await db[COLLECTION].create_index("created_at", expireAfterSeconds=keep_for_s, name=TTL_INDEX)
+    except OperationFailure as error:
+        # The index exists with another TTL (mongod answers 85, SecantusDB 86): change it in place.
+        existing = {i["name"]: i async for i in await db[COLLECTION].list_indexes()}.get(TTL_INDEX)
+        if error.code not in INDEX_CONFLICTS or existing is None or dict(existing["key"]) != {"created_at": 1}:
+            raise
+        await db.command("collMod", COLLECTION, index={"name": TTL_INDEX, "expireAfterSeconds": keep_for_s})
 
 
 async def replay_or_none(

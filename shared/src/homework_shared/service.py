@@ -147,7 +147,7 @@ class Runtime:
     async def start(self, app: FastAPI | None = None) -> None:
         """Create indexes, then connect Kafka in the background (topics, broker, relay)."""
         await self.outbox.ensure_indexes()
-        await ensure_idempotency_indexes(self.db)
+        await ensure_idempotency_indexes(self.db, self.settings.idempotency_key_ttl_s)
         for consumer in self.consumers:
             await consumer.ensure_indexes()
         if app is not None:

@@ -125,6 +125,8 @@ class ServiceSettings(KafkaConnectionSettings):
     mongodb_database: str
     # Server selection and connect timeout: with MongoDB down, a write fails in this time instead of 30 s.
     mongo_timeout_ms: int = 2000
+    # How long an Idempotency-Key is remembered (a TTL index; the server deletes within ~60 s after).
+    idempotency_key_ttl_s: int = Field(default=24 * 60 * 60, ge=1)
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"

@@ -1,15 +1,24 @@
 """The Kafka broker stopped for 30 s while clients complete homework: the assignment API keeps accepting
-writes, and once the broker is back everything is delivered without restarting any service."""
+writes, and once the broker is back everything is delivered without restarting any service.
+
+Twice: stopped gracefully (SIGTERM: the broker flushes, hands over and closes its connections), and
+SIGKILLed at a moment records are being produced (the topic's end offsets moving), so producers
+hold unacknowledged batches and the broker's last log segments were never closed; it is started
+again on the same data directory and must recover them. Both must count every accepted write once,
+lose nothing and drain every outbox.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 from statistics import median
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.e2e.faults import workload as wl
 from tests.e2e.system import Deployment, deploy
@@ -28,8 +37,35 @@ async def readiness(http: httpx.AsyncClient, d: Deployment) -> dict[str, int]:
     return out
 
 
+async def records_in_flight(bootstrap: str, topic: str, timeout: float = 60) -> int:
+    """Wait until ``topic``'s end offsets grow between two reads 0.2 s apart (records being produced now).
+
+    Returns how many were produced between those two reads.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # aiokafka has no public metadata refresh
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert parts, f"no partitions for {topic}"
+        deadline = time.monotonic() + timeout
+        before = sum((await consumer.end_offsets(parts)).values())
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            now = sum((await consumer.end_offsets(parts)).values())
+            if now > before:
+                return now - before
+            before = now
+        raise AssertionError(f"nothing was produced to {topic} for {timeout}s: no records in flight to kill")
+    finally:
+        await consumer.stop()
+
+
 @pytest.mark.timeout(600)
-async def test_a_broker_stopped_for_30s_during_load_delays_delivery_but_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill-with-records-in-flight"])
+async def test_a_broker_stopped_for_30s_during_load_delays_delivery_but_loses_nothing(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     with (
         wl.own_stack(tmp_path / "stack") as (stack, infra),
         deploy(infra, tmp_path / "logs", speed=wl.SPEED, **wl.fault_env()) as d,
@@ -51,9 +87,11 @@ async def test_a_broker_stopped_for_30s_during_load_delays_delivery_but_loses_no
             outage: dict[str, float] = {}
 
             async def stop_kafka_for_a_while() -> None:
-                await asyncio.sleep(first_open + 12)
+                await asyncio.sleep(first_open + 12)  # when to inject the fault, not a wait for anything
+                if sig == signal.SIGKILL:
+                    outage["in_flight"] = await records_in_flight(infra.kafka_bootstrap, d.system_topics.assignment)
                 outage["stopped"] = time.monotonic()
-                await asyncio.to_thread(devstack.stop_pid, stack.pids["kafka-1"])
+                await asyncio.to_thread(devstack.stop_pid, stack.pids["kafka-1"], sig=sig)
                 outage["down"] = time.monotonic()
                 await wl.wait_until(
                     lambda: _not_ready(http, d), 30, "readiness to report Kafka down on every service", 0.5
@@ -68,10 +106,11 @@ async def test_a_broker_stopped_for_30s_during_load_delays_delivery_but_loses_no
             down, back = outage["down"], outage["back"]
             during = [r for r in load.results.values() if down <= r.answered_at <= back]
             during_attempts = [a for a in load.attempts() if down <= a.started <= back]
+            flight = f"({outage['in_flight']} records produced in the 0.2 s before) " if "in_flight" in outage else ""
             context = (
-                f"load: {load.describe()}; broker stopped for {outage['restarting'] - down:.0f}s and answering "
-                f"again {back - outage['restarting']:.0f}s after its restart; {len(during)} completions answered "
-                f"meanwhile"
+                f"load: {load.describe()}; broker {sig.name} {flight}and down for "
+                f"{outage['restarting'] - down:.0f}s and answering again {back - outage['restarting']:.0f}s after "
+                f"its restart; {len(during)} completions answered meanwhile"
             )
             assert not load.refused(), f"refused: {list(load.refused().items())[:5]}; {context}"
             assert len(during) >= 50, f"the API did not keep accepting writes while Kafka was down; {context}"

@@ -212,10 +212,14 @@ async def test_sigterm_finishes_requests_in_flight_and_flushes_the_outbox(infra:
                 return response.status_code
 
             in_flight = [asyncio.create_task(complete(*o)) for o in occurrences]
-            await asyncio.sleep(0.05)
+            # SIGTERM once the server is answering the burst (a fixed pause raced a loaded machine: the
+            # signal could come before the server had read any request, and then nothing was in flight).
+            await asyncio.wait(in_flight, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            unanswered = sum(not task.done() for task in in_flight)
             assert p.proc is not None
             p.proc.send_signal(signal.SIGTERM)
             outcomes = await asyncio.gather(*in_flight)
+        assert unanswered, "every request was answered before the SIGTERM: nothing was in flight"
         assert p.proc.wait(timeout=30) == 0, p.log.read_text()[-3000:]
     answered = [o for o in outcomes if isinstance(o, int)]
     assert answered, outcomes

@@ -29,7 +29,7 @@ from homework_shared.idempotency import (
 )
 from homework_shared.mongo import run_in_transaction
 from homework_shared.settings import ServiceSettings
-from tests.conftest import unique
+from tests.conftest import unique, wait_for
 from tests.infra import Infra
 
 Client = AsyncMongoClient[dict[str, Any]]
@@ -105,18 +105,61 @@ async def test_a_concurrent_duplicate_loses_on_the_unique_id(mongo: Client) -> N
     assert stored.body == {"id": winner}
 
 
-async def test_the_ttl_index_forgets_keys_after_a_day(mongo: Client) -> None:
+async def test_a_changed_ttl_setting_changes_the_existing_index(mongo: Client) -> None:
     db = mongo[unique("db")]
     await ensure_idempotency_indexes(db)
-    await ensure_idempotency_indexes(db)
+    await ensure_idempotency_indexes(db)  # a restart with the same setting: nothing to do
+    await ensure_idempotency_indexes(db, 3600)  # a restart with another one: no IndexOptionsConflict
     indexes = {index["name"]: index async for index in await db[COLLECTION].list_indexes()}
-    assert indexes["created_at_ttl"]["expireAfterSeconds"] == 24 * 60 * 60
+    assert indexes["created_at_ttl"]["expireAfterSeconds"] == 3600
+
+
+async def test_a_key_is_forgotten_after_its_ttl_and_the_same_key_is_then_a_new_request(
+    infra: Infra, mongo: Client
+) -> None:
+    """With a 1 s TTL the server's TTL monitor (every 60 s on mongod and SecantusDB) deletes the key;
+    the same key with another body is then written as a new request, not refused as a reuse (422)."""
+    database = unique("db")
+    settings = route_settings(infra, database, idempotency_key_ttl_s=1)
+    await ensure_idempotency_indexes(mongo[database], settings.idempotency_key_ttl_s)  # as Runtime.start does
+    token = mint_token(sub="t1", role=Role.THERAPIST, practice_id="p1")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(assignments_app(infra, mongo, database, settings)),
+        base_url="http://test",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as http:
+        key = {"Idempotency-Key": "k1"}
+        first = await http.post("/v1/assignments", json={"title": "Breathing"}, headers=key)
+        reused = await http.post("/v1/assignments", json={"title": "Journaling"}, headers=key)
+        assert (first.status_code, reused.status_code) == (201, 422), "remembered while its TTL runs"
+
+        async def forgotten() -> bool:
+            return await mongo[database][COLLECTION].count_documents({"_id": "t1:k1"}) == 0
+
+        await wait_for(forgotten, timeout=180, interval=1, message="the TTL monitor to delete the key")
+        again = await http.post("/v1/assignments", json={"title": "Journaling"}, headers=key)
+    assert again.status_code == 201, again.text
+    assert "Idempotent-Replayed" not in again.headers
+    assert again.json()["id"] != first.json()["id"]
+    titles = sorted([doc["title"] async for doc in mongo[database].assignments.find({})])
+    assert titles == ["Breathing", "Journaling"]
+    assert await mongo[database][COLLECTION].count_documents({"_id": "t1:k1"}) == 1, "remembered again"
 
 
 # ---------------------------------------------------------------- through a route
 
 
-def assignments_app(infra: Infra, client: Client, database: str) -> FastAPI:
+def route_settings(infra: Infra, database: str, **overrides: Any) -> ServiceSettings:
+    return ServiceSettings(
+        service_name="idem-test",
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        mongodb_uri=infra.mongodb_uri,
+        mongodb_database=database,
+        **overrides,
+    )
+
+
+def assignments_app(infra: Infra, client: Client, database: str, settings: ServiceSettings | None = None) -> FastAPI:
     router = APIRouter()
     db = client[database]
 
@@ -130,13 +173,7 @@ def assignments_app(infra: Infra, client: Client, database: str) -> FastAPI:
 
         return await respond_idempotently(client, db, request, principal.sub, key, 201, write)
 
-    settings = ServiceSettings(
-        service_name="idem-test",
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
-        mongodb_uri=infra.mongodb_uri,
-        mongodb_database=database,
-    )
-    return create_app(settings, title="t", version="1", routers=[router])
+    return create_app(settings or route_settings(infra, database), title="t", version="1", routers=[router])
 
 
 @pytest.fixture

@@ -14,10 +14,12 @@ pytestmark = pytest.mark.unit
 
 async def test_a_task_that_swallows_a_cancellation_is_cancelled_again_until_it_ends() -> None:
     swallowed = 0
+    looping = asyncio.Event()
 
     async def loop() -> None:
         nonlocal swallowed
         while True:
+            looping.set()
             try:
                 await asyncio.sleep(0.01)
             except asyncio.CancelledError:
@@ -26,24 +28,25 @@ async def test_a_task_that_swallows_a_cancellation_is_cancelled_again_until_it_e
                 swallowed += 1  # as asyncio.wait_for may on Python 3.11
 
     task = asyncio.create_task(loop())
-    await asyncio.sleep(0.02)
+    await looping.wait()  # inside its loop (a task cancelled before it first runs just ends)
     assert await stop_task(task, timeout=5)
     assert task.cancelled()
     assert swallowed == 2
 
 
 async def test_a_task_that_never_ends_is_left_behind_after_the_timeout() -> None:
-    release = asyncio.Event()
+    release, looping = asyncio.Event(), asyncio.Event()
 
     async def stubborn() -> None:
         while not release.is_set():
+            looping.set()
             try:
                 await asyncio.sleep(0.01)
             except asyncio.CancelledError:
                 continue
 
     task = asyncio.create_task(stubborn())
-    await asyncio.sleep(0.02)  # inside its loop (a task cancelled before it first runs just ends)
+    await looping.wait()  # inside its loop (a task cancelled before it first runs just ends)
     started = time.monotonic()
     assert not await stop_task(task, timeout=0.3)
     assert 0.3 <= time.monotonic() - started < 2
