@@ -33,14 +33,14 @@ test: lint typecheck ## lint, type checks and every test (unit, contracts, integ
 test-unit: install ## only the tests that need no infrastructure
 	$(UV) run --frozen pytest -m unit
 
-infra-up: install ## start the local Kafka broker and MongoDB server (.devstack/env has their addresses)
-	$(PY) deploy/local/devstack.py up --dir $(DEVSTACK_DIR)
+infra-up: install ## start the local Kafka broker and MongoDB server (.devstack/env has their addresses; MONGO_SERVER=rust|python)
+	@$(PY) deploy/local/devstack.py up --dir $(DEVSTACK_DIR)
 
 infra-down: ## stop exactly what infra-up started
 	@if [ -x $(PY) ]; then $(PY) deploy/local/devstack.py down --dir $(DEVSTACK_DIR); fi
 
 run: install ## start the infrastructure (unless KAFKA_BOOTSTRAP_SERVERS/MONGODB_URI are set) and every service
-	$(PY) deploy/local/run.py --dir $(DEVSTACK_DIR)
+	@$(PY) deploy/local/run.py --dir $(DEVSTACK_DIR)
 
 docs: install ## regenerate the event schemas, docs/events.md and the AsyncAPI documents in docs/asyncapi/
 	$(PY) -m homework_shared.events.schemas write

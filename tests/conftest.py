@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.infra import Infra, session_infra
+from tests.infra import Infra, devstack, prepare_local_stack, session_infra
 
 T = TypeVar("T")
 # The services default to production, which refuses the development JWT secret, time compression and
@@ -36,6 +37,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if tier and not any(m.name in ("unit", "integration", "e2e") for m in item.iter_markers()):
             item.add_marker(getattr(pytest.mark, tier))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the local servers before any test when a selected test needs them (shown, not captured)."""
+    if session.config.option.collectonly:
+        return
+    if any("infra" in getattr(item, "fixturenames", ()) for item in session.items):
+        capture = session.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            try:
+                prepare_local_stack()
+            except devstack.DevstackError as exc:  # the tests that need the stack report it again
+                print(f"\nthe local stack cannot be prepared: {exc}", file=sys.stderr)
 
 
 @pytest.fixture(scope="session")

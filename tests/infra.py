@@ -5,7 +5,8 @@ Taken in this order:
 2. A Docker engine that answers: testcontainers with ``apache/kafka`` (KRaft) and ``mongo``
    started as a one-node replica set, so transactions work.
 3. Otherwise the local stack of ``deploy/local/devstack.py`` (Kafka jars from Maven Central,
-   SecantusDB), started once for the test session in a temporary directory.
+   SecantusDB's Rust server, or its Python one with ``MONGO_SERVER=python`` or without cargo),
+   started once for the test session in a temporary directory.
 """
 
 from __future__ import annotations
@@ -97,6 +98,21 @@ def _docker_infra() -> Infra:  # pragma: no cover - only where a Docker engine e
     stack = devstack.Stack(root=ROOT, kafka_bootstrap=infra.kafka_bootstrap, mongodb_uri=infra.mongodb_uri)
     devstack.wait_ready(stack)
     return infra
+
+
+def local_stack_needed() -> bool:
+    """Whether this session will start the local stack (no servers in the environment, no Docker)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI"):
+        return False
+    return os.environ.get("HOMEWORK_TESTS_NO_DOCKER") == "1" or not docker_answers()
+
+
+def prepare_local_stack() -> None:
+    """Build (first run: ~9 min) or find the local servers before the first test starts, so the
+    build is not counted against one test's timeout; its progress is shown as it goes."""
+    if local_stack_needed():
+        devstack.kafka_libs()
+        devstack.prepare()
 
 
 @contextlib.contextmanager

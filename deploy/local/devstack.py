@@ -1,12 +1,17 @@
 """Local infrastructure without Docker: a real Apache Kafka (KRaft) broker and a MongoDB-protocol server.
 
-Kafka's jars come from Maven Central (resolved once with Maven into a cache directory);
-the MongoDB-protocol server is SecantusDB from PyPI, run as its own process. Every port is
-free-picked so two stacks can run side by side. ``up`` returns only when a client can
-produce with ``acks=all`` and idempotence and can commit a MongoDB transaction.
+Kafka's jars come from Maven Central (resolved once with Maven into a cache directory). The
+MongoDB-protocol server is SecantusDB, run as its own process: its Rust server (crates.io
+``secantus-mdb``, built once with cargo into the cache, see :func:`rust_server_binary`), or its
+Python server from PyPI where there is no cargo (``MONGO_SERVER=rust|python|auto``, default
+``auto``). The cache is ``~/.cache/homework-devstack`` (``HOMEWORK_DEVSTACK_CACHE`` overrides it)
+and survives ``make clean``. Every port is free-picked so two stacks can run side by side.
+``up`` returns only when a client can produce with ``acks=all`` and idempotence and can commit
+a MongoDB transaction.
 
     python deploy/local/devstack.py up [--dir .devstack] [--brokers 1]
     python deploy/local/devstack.py down [--dir .devstack]
+    python deploy/local/devstack.py prepare   # only build/fetch the servers (a first build: ~9 min)
 
 The same functions back the pytest session fixture (``tests/conftest.py``).
 """
@@ -17,6 +22,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import fcntl
 import importlib.util
 import json
 import os
@@ -25,8 +31,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +60,8 @@ class Stack:
     broker_ports: dict[int, tuple[int, int]] = field(default_factory=dict)
     # A SASL_PLAINTEXT/PLAIN listener of a single-broker stack (user SASL_USER, password SASL_PASSWORD).
     kafka_sasl_bootstrap: str = ""
+    # Which MongoDB-protocol server runs: "rust" or "python" (a restart starts the same one).
+    mongo_server: str = ""
 
     def env(self) -> dict[str, str]:
         return {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap, "MONGODB_URI": self.mongodb_uri}
@@ -68,6 +78,9 @@ def free_port() -> int:
 
 
 def cache_dir() -> Path:
+    """Where built and downloaded servers are kept across clones and ``make clean``."""
+    if os.environ.get("HOMEWORK_DEVSTACK_CACHE"):
+        return Path(os.environ["HOMEWORK_DEVSTACK_CACHE"])
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return base / "homework-devstack"
 
@@ -330,8 +343,187 @@ def _dir_uuid(node: int, cluster_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def secantus_command() -> list[str]:
-    """SecantusDB's daemon, started through ``secantus_server.py`` (adds mongod's transaction reaper)."""
+RUST_CRATE, RUST_VERSION, RUST_BINARY = "secantus-mdb", "0.5.3-beta.196", "secantusd-rs"
+RUST_BUILD_MINUTES = 9  # measured: 8 min on this project's 2-core machines
+MONGO_SERVERS = ("auto", "rust", "python")
+_failed_builds: list[str] = []  # a failed build is not retried by the same process (auto mode)
+
+
+@dataclass(frozen=True)
+class MongoServerChoice:
+    """Which MongoDB-protocol server a stack runs, and why."""
+
+    kind: str  # "rust" or "python"
+    reason: str
+
+    def describe(self) -> str:
+        name = (
+            f"SecantusDB Rust server ({RUST_BINARY} {RUST_VERSION})"
+            if self.kind == "rust"
+            else "SecantusDB Python server (secantusd-py, the slow fallback)"
+        )
+        return f"MongoDB-protocol server: {name}; {self.reason}"
+
+
+def rust_server_root() -> Path:
+    return cache_dir() / f"secantus-rs-{RUST_VERSION}"
+
+
+def _built_binary() -> Path | None:
+    """The cached Rust server if it is complete and answers ``--version`` with the pinned version."""
+    binary = rust_server_root() / "bin" / RUST_BINARY
+    if not os.access(binary, os.X_OK):
+        return None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30).stdout
+        if RUST_VERSION in out:
+            return binary
+    return None
+
+
+def _build_tools_missing() -> list[str]:
+    """The tools a first build of the Rust server needs (cargo; gcc and cmake compile WiredTiger)."""
+    return [tool for tool in ("cargo", "cc", "cmake") if not shutil.which(tool)]
+
+
+def choose_mongo_server() -> MongoServerChoice:
+    """The server to run: ``MONGO_SERVER`` if set, else Rust when it is built or can be, else Python."""
+    wanted = os.environ.get("MONGO_SERVER", "auto").strip().lower() or "auto"
+    if wanted not in MONGO_SERVERS:
+        raise DevstackError(f"MONGO_SERVER={wanted!r} is not one of {', '.join(MONGO_SERVERS)}")
+    if wanted == "python":
+        return MongoServerChoice("python", "chosen with MONGO_SERVER=python")
+    if _built_binary():
+        return MongoServerChoice("rust", f"cached in {rust_server_root()}")
+    if _failed_builds and wanted == "auto":
+        return MongoServerChoice("python", "the Rust server's build failed earlier in this process")
+    missing = _build_tools_missing()
+    if not missing:
+        how = "MONGO_SERVER=rust" if wanted == "rust" else "cargo found"
+        return MongoServerChoice("rust", f"{how}; not built yet: building it once")
+    if wanted == "rust":
+        raise DevstackError(
+            f"MONGO_SERVER=rust, but {', '.join(missing)} not found on PATH: the first build of "
+            f"{RUST_CRATE} {RUST_VERSION} needs cargo (rustup.rs), a C compiler and cmake"
+        )
+    return MongoServerChoice("python", f"no {', '.join(missing)} on PATH to build the Rust server (MONGO_SERVER=auto)")
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock across processes (two first runs at once build once, the second waits)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"another process is building the MongoDB-protocol server; waiting for it (lock {path})")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def rust_server_binary() -> Path:
+    """The Rust server's binary, built once with ``cargo install`` into the cache and reused after that.
+
+    Built rather than downloaded because crates.io is the registry that serves it (no release
+    binaries can be fetched here). The build installs into a ``.partial`` root that is renamed
+    into place only when complete, under a file lock, so an interrupted or concurrent first
+    build never leaves a broken binary behind; the ~600 MB build folder is deleted afterwards.
+    """
+    if binary := _built_binary():
+        return binary
+    root = rust_server_root()
+    with _build_lock(root.with_name(root.name + ".lock")):
+        if binary := _built_binary():
+            return binary  # built by the process we waited for
+        missing = _build_tools_missing()
+        if missing:
+            raise DevstackError(f"cannot build {RUST_CRATE}: {', '.join(missing)} not found on PATH")
+        partial = root.with_name(root.name + ".partial")
+        target = cache_dir() / "build" / root.name
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+        cmd = [
+            shutil.which("cargo") or "cargo",
+            "install",
+            f"{RUST_CRATE}@{RUST_VERSION}",  # pinned: a bare name picks an empty 0.0.0 placeholder
+            "--locked",
+            "--ignore-rust-version",  # it declares rust 1.98 and builds and passes on older toolchains
+            "--root",
+            str(partial),
+        ]
+        log(
+            f"building the MongoDB-protocol server once, ~{RUST_BUILD_MINUTES} min on 2 cores "
+            f"({RUST_CRATE} {RUST_VERSION} with cargo into {root}; later runs reuse it)"
+        )
+        started = time.monotonic()
+        try:
+            code = _stream(cmd, {"CARGO_TARGET_DIR": str(target)}, cache_dir() / f"{root.name}.build.log")
+            if code != 0 or not os.access(partial / "bin" / RUST_BINARY, os.X_OK):
+                raise DevstackError(
+                    f"building {RUST_CRATE} {RUST_VERSION} failed (exit {code}); its output is in "
+                    f"{cache_dir() / f'{root.name}.build.log'}; command: {' '.join(cmd)}"
+                )
+            partial.rename(root)
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                target.parent.rmdir()  # only if no other version is being built
+            shutil.rmtree(partial, ignore_errors=True)
+        elapsed = time.monotonic() - started
+        log(f"built {RUST_BINARY} in {elapsed // 60:.0f} min {elapsed % 60:.0f} s; build folder removed")
+    binary = _built_binary()
+    if binary is None:
+        raise DevstackError(f"{root / 'bin' / RUST_BINARY} was built but does not answer --version")
+    return binary
+
+
+def _stream(cmd: list[str], env: dict[str, str], logfile: Path) -> int:
+    """Run ``cmd`` with its output shown line by line (and kept in ``logfile``), with a heartbeat
+    every minute of silence: cargo prints nothing while WiredTiger compiles for minutes."""
+    started = time.monotonic()
+    last_line = [started]
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(15):
+            if time.monotonic() - last_line[0] >= 60:
+                elapsed = (time.monotonic() - started) / 60
+                log(f"still building ({elapsed:.0f} of ~{RUST_BUILD_MINUTES} min)")
+                last_line[0] = time.monotonic()
+
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **env},
+        text=True,
+        errors="replace",
+    )
+    ticker = threading.Thread(target=heartbeat, daemon=True)
+    ticker.start()
+    try:
+        with open(logfile, "w") as out:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                out.write(line)
+                print(f"  {line.rstrip()}", file=sys.stderr, flush=True)
+                last_line[0] = time.monotonic()
+        return proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        done.set()
+
+
+def python_server_command() -> list[str]:
+    """SecantusDB's Python daemon, started through ``secantus_server.py`` (adds mongod's transaction reaper)."""
     if importlib.util.find_spec("secantus") is None:
         raise DevstackError(
             "SecantusDB (the secantusdb package) is not installed: install the workspace first "
@@ -340,13 +532,34 @@ def secantus_command() -> list[str]:
     return [sys.executable, str(Path(__file__).resolve().with_name("secantus_server.py"))]
 
 
-def start_mongo(root: Path, port: int | None = None) -> tuple[str, int, int]:
-    """Start SecantusDB on a free port with a fresh storage directory."""
+def mongo_server_command(kind: str, root: Path) -> list[str]:
+    """The daemon of server ``kind`` without its address flags (builds the Rust one if needed)."""
+    if kind == "python":
+        return python_server_command()
+    # An explicit (empty) config file: the server would otherwise read ./secantusd.toml or
+    # ~/.secantus/secantusd.toml, so a stray file on the machine could change the dev stack.
+    config = root / "secantusd.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("# The dev stack sets everything with flags (deploy/local/devstack.py).\n")
+    return [
+        str(rust_server_binary()),
+        "--config",
+        str(config),
+        "--log-file-max",
+        "16MB",  # an empty store takes 17 MB instead of 129 MB
+        "--cache-size",
+        "256M",  # WiredTiger's cache; the default 4G is far more than a dev stack needs
+    ]
+
+
+def start_mongo(root: Path, port: int | None = None, server: str | None = None) -> tuple[str, int, int]:
+    """Start the MongoDB-protocol server (``server``: "rust"/"python", else chosen) on a free port."""
+    kind = server or choose_mongo_server().kind
     port = port or free_port()
     data = root / "mongo-data"
     logfile = root / "logs" / "mongo.log"
     cmd = [
-        *secantus_command(),
+        *mongo_server_command(kind, root),
         "--host",
         "127.0.0.1",
         "--port",
@@ -357,21 +570,21 @@ def start_mongo(root: Path, port: int | None = None) -> tuple[str, int, int]:
         "WARNING",
     ]
     pid = _spawn(cmd, logfile, env={"DEVSTACK": MARKER})
-    _wait_port(port, pid, "MongoDB-protocol server (SecantusDB)", logfile, time.monotonic() + READY_TIMEOUT_S)
+    _wait_port(port, pid, f"MongoDB-protocol server (SecantusDB, {kind})", logfile, time.monotonic() + READY_TIMEOUT_S)
     return f"mongodb://127.0.0.1:{port}/?directConnection=true", pid, port
 
 
 def restart_mongo(stack: Stack) -> int:
     """Start the stack's MongoDB-protocol server again on its old port and data."""
     port = int(stack.mongodb_uri.split(":")[2].split("/")[0])
-    _, pid, _ = start_mongo(stack.root, port)
+    _, pid, _ = start_mongo(stack.root, port, stack.mongo_server or None)
     stack.pids["mongo"] = pid
     _save(stack)
     return pid
 
 
 async def _check_ready(stack: Stack) -> None:
-    from aiokafka import AIOKafkaProducer
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from pymongo import AsyncMongoClient
 
@@ -390,6 +603,22 @@ async def _check_ready(stack: Stack) -> None:
         await producer.send_and_wait(topic, b"ready", key=b"devstack")
     finally:
         await producer.stop()
+    # A fresh cluster creates __consumer_offsets on the first group coordinator look-up, and until it
+    # exists aiokafka logs GroupCoordinatorNotAvailable at ERROR in whichever service asks first. One
+    # group committing here makes "ready" mean ready for consumer groups too.
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=stack.kafka_bootstrap,
+        group_id="devstack.ready",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        await consumer.getone()
+        await consumer.commit()
+    finally:
+        await consumer.stop()
     client: AsyncMongoClient = AsyncMongoClient(stack.mongodb_uri, serverSelectionTimeoutMS=5000)
     try:
         async with client.start_session() as session, await session.start_transaction():
@@ -426,12 +655,15 @@ def up(root: Path, brokers: int = 1) -> Stack:
             )
     root.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(root / "logs", ignore_errors=True)
-    started = time.monotonic()
-    stack = Stack(root=root, kafka_bootstrap="", mongodb_uri="")
+    choice = choose_mongo_server()
+    log(choice.describe())
+    stack = Stack(root=root, kafka_bootstrap="", mongodb_uri="", mongo_server=choice.kind)
     try:
         check_java()  # fail on a missing tool before anything is started
         kafka_libs()
-        stack.mongodb_uri, stack.pids["mongo"], _ = start_mongo(root)
+        stack.mongo_server = _prepare_mongo_server(choice)
+        started = time.monotonic()  # a first build's minutes are reported apart
+        stack.mongodb_uri, stack.pids["mongo"], _ = start_mongo(root, server=stack.mongo_server)
         _save(stack)
         stack.kafka_bootstrap, kpids, stack.broker_ports, stack.kafka_sasl_bootstrap = start_kafka(root, brokers)
         stack.pids.update(kpids)
@@ -441,8 +673,33 @@ def up(root: Path, brokers: int = 1) -> Stack:
         down(root)
         raise
     (root / "env").write_text("".join(f"{k}={v}\n" for k, v in stack.env().items()))
-    log(f"ready in {time.monotonic() - started:.1f}s: Kafka {stack.kafka_bootstrap}, MongoDB {stack.mongodb_uri}")
+    log(
+        f"ready in {time.monotonic() - started:.1f}s: Kafka {stack.kafka_bootstrap}, "
+        f"MongoDB {stack.mongodb_uri} ({stack.mongo_server} server)"
+    )
     return stack
+
+
+def _prepare_mongo_server(choice: MongoServerChoice) -> str:
+    """Build the chosen server if needed; with ``MONGO_SERVER=auto`` a failed build falls back to Python."""
+    if choice.kind != "rust":
+        return choice.kind
+    try:
+        rust_server_binary()
+    except DevstackError as exc:
+        if os.environ.get("MONGO_SERVER", "auto").strip().lower() == "rust":
+            raise
+        _failed_builds.append(str(exc))
+        log(f"{exc}\nfalling back to the SecantusDB Python server (set MONGO_SERVER=rust to make this an error)")
+        return "python"
+    return "rust"
+
+
+def prepare() -> str:
+    """Build or fetch what ``up`` needs without starting anything; returns the server that will run."""
+    choice = choose_mongo_server()
+    log(choice.describe())
+    return _prepare_mongo_server(choice)
 
 
 def _save(stack: Stack) -> None:
@@ -452,6 +709,7 @@ def _save(stack: Stack) -> None:
         "pids": stack.pids,
         "broker_ports": {str(k): list(v) for k, v in stack.broker_ports.items()},
         "kafka_sasl_bootstrap": stack.kafka_sasl_bootstrap,
+        "mongo_server": stack.mongo_server,
     }
     (stack.root / "state.json").write_text(json.dumps(state, indent=2))
 
@@ -468,6 +726,7 @@ def load(root: Path) -> Stack | None:
         pids={k: int(v) for k, v in state["pids"].items()},
         broker_ports={int(k): (v[0], v[1]) for k, v in state.get("broker_ports", {}).items()},
         kafka_sasl_bootstrap=state.get("kafka_sasl_bootstrap", ""),
+        mongo_server=state.get("mongo_server", ""),
     )
 
 
@@ -503,11 +762,12 @@ def down(root: Path) -> None:
     for sub in root.glob("kafka-*"):
         shutil.rmtree(sub, ignore_errors=True)
     shutil.rmtree(root / "mongo-data", ignore_errors=True)
+    (root / "secantusd.toml").unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "prepare"])
     parser.add_argument("--dir", default=".devstack", type=Path)
     parser.add_argument("--brokers", default=1, type=int)
     args = parser.parse_args(argv)
@@ -517,6 +777,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"KAFKA_BOOTSTRAP_SERVERS={stack.kafka_bootstrap}\nMONGODB_URI={stack.mongodb_uri}")
         elif args.command == "down":
             down(args.dir)
+        elif args.command == "prepare":
+            print(f"MONGO_SERVER={prepare()}")
         else:
             stack = load(args.dir.resolve())
             if not stack:
@@ -524,6 +786,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             for name, pid in stack.pids.items():
                 print(f"{name}: pid {pid} {'running' if _alive(pid) else 'stopped'}")
+            print(f"MongoDB-protocol server: {stack.mongo_server or 'python'}")
     except DevstackError as exc:
         log(f"error: {exc}")
         return 1

@@ -1,7 +1,8 @@
 """`make run`: the whole system on one machine, stopped cleanly with Ctrl-C.
 
 Starts the local Kafka broker and MongoDB server (unless ``KAFKA_BOOTSTRAP_SERVERS`` and
-``MONGODB_URI`` point at existing ones), then every service as its own process, prints
+``MONGODB_URI`` point at existing ones; its first line says which MongoDB-protocol server runs),
+then every service as its own process, prints
 their URLs and waits. Ctrl-C (or SIGTERM) stops the services gracefully, then the stack.
 
 Time compression for the demo: ``make run CLOCK_SPEED=720`` runs platform time 720 times
@@ -66,8 +67,11 @@ def main() -> int:
             devstack.log(f"error: {exc}")
             return 1
         infra_env = stack.env()
+        mongo_server = f" (SecantusDB {stack.mongo_server} server)"
     else:
+        devstack.log("MongoDB-protocol server: the existing one of MONGODB_URI (no local stack started)")
         infra_env = {k: os.environ[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI")}
+        mongo_server = ""
     extra = {}
     speed = os.environ.get("CLOCK_SPEED", "1")
     if float(speed) != 1.0:
@@ -86,7 +90,7 @@ def main() -> int:
         write_run_json(args.dir.resolve() / "run.json", procs, infra_env, extra)
         print("\nThe homework platform is running:")
         print(f"  Kafka    {infra_env['KAFKA_BOOTSTRAP_SERVERS']}")
-        print(f"  MongoDB  {infra_env['MONGODB_URI']}")
+        print(f"  MongoDB  {infra_env['MONGODB_URI']}{mongo_server}")
         for p in procs:
             print(f"  {p.name:<10} {p.url}  (API docs: /docs, health: /healthz /readyz, metrics: /metrics)")
         if extra:

@@ -10,6 +10,13 @@ the orphan is never reaped: the servers spins and every write to the collection 
 This wrapper starts the unchanged daemon (``secantusd-py``'s ``main``) and adds one thread that
 calls the registry's own ``prune_expired`` every second, so the local stand-in behaves as mongod
 does: an orphaned transaction holds its documents at most ``lifetime`` seconds.
+
+Only the Python server (the dev stack's fallback, ``MONGO_SERVER=python``) needs it. The Rust
+server (``secantusd-rs`` 0.5.3-beta.196) reaps in the background on its own: measured on
+2026-12-02, a plain write to a document held by a SIGKILLed client's transaction waited 60.8 s
+and then succeeded, and it keeps mongod's ``transactionLifetimeLimitSeconds`` parameter
+(``getParameter``/``setParameter``, default 60). Both are tested in
+``tests/integration/deploy/test_orphaned_transactions.py``.
 """
 
 from __future__ import annotations
