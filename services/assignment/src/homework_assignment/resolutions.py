@@ -19,7 +19,9 @@ If the batch runs into a unique index (two requests racing for one occurrence or
 idempotency key), each of its requests is written again alone, which gives each its exact
 answer; a request that still clashes alone gets :class:`Clash`. Only one transaction is in
 flight per process: requests arriving meanwhile form the next batch, so a lone request waits
-for nothing and a busy service writes in large batches.
+for nothing and a busy service writes in large batches. When a batch fails because the database
+cannot be reached, the requests queued behind it fail with it, at once, instead of each batch
+waiting out its own server selection: writes fail fast while the database is down.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 
 from prometheus_client import Histogram
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 
 from homework_assignment.domain import Assignment, Resolution, assignment_not_found, occurrence_already_resolved
 from homework_assignment.handlers import audit_entry
@@ -151,6 +153,11 @@ class ResolutionWriter:
                 await self._flush([request])
             return
         except Exception as error:  # noqa: BLE001 - handed to every request of the batch, which raises it
+            if isinstance(error, ConnectionFailure):
+                # The database is away: the requests queued meanwhile would each wait out another server
+                # selection in the next batch; they get the same answer (503) now.
+                batch += self._waiting
+                self._waiting = []
             for request in batch:
                 _settle(request, error)
             return
