@@ -82,7 +82,9 @@ class Store(Protocol):
     async def put_thresholds(self, practice_id: str, client_id: str, doc: Doc) -> None: ...
     async def insert_summary(self, doc: Doc) -> None: ...
     async def summary(self, summary_id: str) -> Doc | None: ...
-    async def summaries_of(self, practice_id: str, client_id: str, limit: int = 50) -> list[Doc]: ...
+    async def summaries_of(
+        self, practice_id: str, client_id: str, limit: int = 50, after: Doc | None = None
+    ) -> list[Doc]: ...
     async def stage(self, event: HomeworkEvent, event_id: str) -> None: ...
 
 
@@ -95,7 +97,9 @@ async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     await db[DAYS].create_index([*BY_CLIENT, ("date", ASCENDING)], name="by_practice_client_day")
     await db[OCCURRENCES].create_index([("assignment_id", ASCENDING), ("opens_at", ASCENDING)], name="by_assignment")
     await db[HELD].create_index([("assignment_id", ASCENDING), ("seq", ASCENDING)], name="by_assignment")
-    await db[SUMMARIES].create_index([*BY_CLIENT, ("generated_at", DESCENDING)], name="by_practice_client")
+    await db[SUMMARIES].create_index(
+        [*BY_CLIENT, ("generated_at", DESCENDING), ("_id", DESCENDING)], name="by_practice_client_page"
+    )
 
 
 class MongoStore:
@@ -183,9 +187,15 @@ class MongoStore:
     async def summary(self, summary_id: str) -> Doc | None:
         return await self.db[SUMMARIES].find_one({"_id": summary_id}, session=self.s)
 
-    async def summaries_of(self, practice_id: str, client_id: str, limit: int = 50) -> list[Doc]:
-        cursor = self.db[SUMMARIES].find({"practice_id": practice_id, "client_id": client_id}, session=self.s)
-        return await cursor.sort("generated_at", DESCENDING).limit(limit).to_list()
+    async def summaries_of(
+        self, practice_id: str, client_id: str, limit: int = 50, after: Doc | None = None
+    ) -> list[Doc]:
+        query: Doc = {"practice_id": practice_id, "client_id": client_id}
+        if after is not None:  # the page after the summary ``after``, newest first
+            at, summary_id = after["generated_at"], after["_id"]
+            query["$or"] = [{"generated_at": {"$lt": at}}, {"generated_at": at, "_id": {"$lt": summary_id}}]
+        cursor = self.db[SUMMARIES].find(query, session=self.s)
+        return await cursor.sort([("generated_at", DESCENDING), ("_id", DESCENDING)]).limit(limit).to_list()
 
     async def stage(self, event: HomeworkEvent, event_id: str) -> None:
         if self.outbox is None or self.s is None:
@@ -352,13 +362,16 @@ class MemoryStore:
     async def summary(self, summary_id: str) -> Doc | None:
         return copy.deepcopy(self._c(SUMMARIES).get(summary_id))
 
-    async def summaries_of(self, practice_id: str, client_id: str, limit: int = 50) -> list[Doc]:
+    async def summaries_of(
+        self, practice_id: str, client_id: str, limit: int = 50, after: Doc | None = None
+    ) -> list[Doc]:
         found = [
             copy.deepcopy(s)
             for s in self._c(SUMMARIES).values()
             if (s["practice_id"], s["client_id"]) == (practice_id, client_id)
+            and (after is None or (s["generated_at"], s["_id"]) < (after["generated_at"], after["_id"]))
         ]
-        return sorted(found, key=lambda s: s["generated_at"], reverse=True)[:limit]
+        return sorted(found, key=lambda s: (s["generated_at"], s["_id"]), reverse=True)[:limit]
 
     async def stage(self, event: HomeworkEvent, event_id: str) -> None:
         if all(i != event_id for i, _ in self.staged):
