@@ -109,6 +109,9 @@ class ServiceSettings(KafkaConnectionSettings):
     mongodb_database: str
     # Server selection and connect timeout: with MongoDB down, a write fails in this time instead of 30 s.
     mongo_timeout_ms: int = 2000
+    # Most documents one service puts into a client's data export (GET .../export-part); past it the
+    # export is refused with 413 export_too_large rather than read into memory (see docs/data-rights.md).
+    export_max_documents: int = Field(default=20_000, ge=1, le=1_000_000)
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
