@@ -156,27 +156,29 @@ async def export_part(
 
 ClientId = Annotated[str, Path(min_length=1, max_length=200)]
 
-PART_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No bearer token, or one that does not verify"},
-    404: {"description": "Not a client the caller may see (another practice's, or another client)"},
-    413: {"description": "The client's data here exceeds EXPORT_MAX_DOCUMENTS"},
-    422: {"description": "Invalid client id"},
-    503: {"description": "The database cannot be reached"},
+PART_ERRORS: dict[int, str] = {
+    401: "No bearer token, or one that does not verify",
+    404: "Not a client the caller may see (another practice's, or another client)",
+    413: "The client's data here exceeds EXPORT_MAX_DOCUMENTS",
+    422: "Invalid client id",
+    503: "The database cannot be reached",
 }
 
 
-def export_part_router(data: ClientData) -> APIRouter:
+def export_part_router(data: ClientData, error_body: type[BaseModel]) -> APIRouter:
     """``GET /v1/clients/{client_id}/export-part``: this service's part of a client's export.
 
     For the assignment service's fan-out, and callable by the same people who may read the
     client's data: a therapist or admin of the practice, or the client themself. The practice
     is the caller's (from the token), so another practice's client of the same id is never read.
+    ``error_body`` is the service's own error model, so its OpenAPI document names one error schema.
     """
+    responses: dict[int | str, dict[str, Any]] = {
+        code: {"model": error_body, "description": text} for code, text in PART_ERRORS.items()
+    }
     router = APIRouter(prefix="/v1", tags=["data rights"])
 
-    @router.get(
-        "/clients/{client_id}/export-part", response_model=ExportPart, responses=PART_RESPONSES, name="export_part"
-    )
+    @router.get("/clients/{client_id}/export-part", response_model=ExportPart, responses=responses, name="export_part")
     async def get_export_part(request: Request, client_id: ClientId, principal: PrincipalDep) -> ExportPart:
         """This service's part of the client's data export: every collection holding the client's data."""
         if not can_see_client(principal, client_id, principal.practice_id):

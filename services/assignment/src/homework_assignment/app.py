@@ -16,7 +16,7 @@ from homework_assignment.api import router
 from homework_assignment.config import Settings
 from homework_assignment.domain import InvalidInput
 from homework_assignment.handlers import AssignmentHandlers
-from homework_assignment.models import describe_local_times
+from homework_assignment.models import ErrorBody, describe_local_times
 from homework_assignment.resolutions import ResolutionWriter
 from homework_assignment.store import CLIENT_DATA, AssignmentStore
 from homework_shared.clock import Clock
@@ -88,7 +88,10 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
     """The assignment service's app; its lifespan connects MongoDB and Kafka and starts the relay and sweeper."""
     settings = settings or load_settings(Settings)
     app = create_app(
-        settings, title=TITLE, version=VERSION, routers=[router, export.router, export_part_router(CLIENT_DATA)]
+        settings,
+        title=TITLE,
+        version=VERSION,
+        routers=[router, export.router, export_part_router(CLIENT_DATA, ErrorBody)],
     )
     rt = Runtime.build(settings, app.state.metrics_registry, stream="assignment", clock=clock)
     store = AssignmentStore(rt.db)

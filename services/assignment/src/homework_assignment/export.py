@@ -21,6 +21,7 @@ from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field, ValidationError
 
 from homework_assignment.config import Settings
+from homework_assignment.models import ErrorBody
 from homework_assignment.store import CLIENT_DATA
 from homework_shared.auth import ClientDep, Principal, TherapistDep
 from homework_shared.errors import DomainError, NotFound
@@ -45,13 +46,16 @@ class PartUnavailable(DomainError):
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No bearer token, or one that does not verify"},
-    403: {"description": "The caller's role may not do this"},
-    404: {"description": "No data about this client in the caller's practice"},
-    413: {"description": "The client's data in a service exceeds EXPORT_MAX_DOCUMENTS"},
-    422: {"description": "Invalid client id"},
-    502: {"description": "A service answered its part with an error (the message names it)"},
-    503: {"description": "A service or the database could not be reached (the message names it)"},
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        401: "No bearer token, or one that does not verify",
+        403: "The caller's role may not do this",
+        404: "No data about this client in the caller's practice",
+        413: "The client's data in a service exceeds EXPORT_MAX_DOCUMENTS",
+        422: "Invalid client id",
+        502: "A service answered its part with an error (the message names it)",
+        503: "A service or the database could not be reached (the message names it)",
+    }.items()
 }
 
 

@@ -23,7 +23,7 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
         settings,
         title="Homework insights",
         version="0.1.0",
-        routers=[api.router, api.docs_router, export_part_router(CLIENT_DATA)],
+        routers=[api.router, api.docs_router, export_part_router(CLIENT_DATA, api.ErrorBody)],
     )
     rt = Runtime.build(settings, app.state.metrics_registry, stream="insights", clock=clock)
     metrics = InsightsMetrics(app.state.metrics)

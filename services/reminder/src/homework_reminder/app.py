@@ -45,7 +45,9 @@ def consume_assignments(rt: Runtime, settings: ReminderSettings, apply: Apply) -
 def create(settings: ReminderSettings | None = None, clock: Clock | None = None) -> FastAPI:
     """The reminder service's FastAPI app; its lifespan starts and stops everything."""
     settings = settings or load_settings(ReminderSettings)
-    app = create_app(settings, title=TITLE, version=VERSION, routers=[api.router, export_part_router(CLIENT_DATA)])
+    app = create_app(
+        settings, title=TITLE, version=VERSION, routers=[api.router, export_part_router(CLIENT_DATA, api.ErrorBody)]
+    )
     rt = Runtime.build(settings, app.state.metrics_registry, stream="reminder", clock=clock)
     metrics = ReminderMetrics.on(app.state.metrics)
     store = Store(rt.db)
