@@ -144,7 +144,7 @@ async def export_part(
                 raise ExportTooLarge(
                     "export_too_large",
                     f"the client's data exceeds EXPORT_MAX_DOCUMENTS ({max_documents} documents); "
-                    "ask the operator to raise it or export in parts",
+                    "an operator may raise it",
                 )
             docs += [jsonable(doc) for doc in page]
             if len(page) < PAGE_SIZE:
