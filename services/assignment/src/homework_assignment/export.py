@@ -26,6 +26,7 @@ from homework_assignment.store import CLIENT_DATA
 from homework_shared.auth import ClientDep, Principal, TherapistDep
 from homework_shared.errors import DomainError, NotFound
 from homework_shared.export import ExportPart, ExportTooLarge, client_key, export_part
+from homework_shared.observability import current_request_id, current_traceparent
 
 SERVICE = "assignment"
 
@@ -63,7 +64,7 @@ async def fetch_part(http: httpx.AsyncClient, service: str, base_url: str, clien
     """One service's part, fetched with the caller's token; raises ``PartUnavailable`` naming the service."""
     url = f"{base_url.rstrip('/')}/v1/clients/{quote(client_id, safe='')}/export-part"
     try:
-        response = await http.get(url, headers={"Authorization": token})
+        response = await http.get(url, headers=_hop_headers(token))
     except httpx.HTTPError as error:
         raise PartUnavailable(
             "export_part_unavailable",
@@ -85,6 +86,16 @@ async def fetch_part(http: httpx.AsyncClient, service: str, base_url: str, clien
         raise PartUnavailable(
             "export_part_failed", f"the {service} service answered its part of the export in an unknown shape", 502
         ) from None
+
+
+def _hop_headers(token: str) -> dict[str, str]:
+    """The caller's token, and the request id and trace of this request, so the part's logs join the export's."""
+    headers = {"Authorization": token}
+    if request_id := current_request_id():
+        headers["X-Request-ID"] = request_id
+    if traceparent := current_traceparent():
+        headers["traceparent"] = traceparent
+    return headers
 
 
 def _message(response: httpx.Response) -> str:
