@@ -32,6 +32,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from homework_shared.events.base import HomeworkEvent
+from homework_shared.export import OPERATIONAL, ClientData, ClientKey, by_assignment, by_client
 from homework_shared.outbox import Outbox
 
 Doc = dict[str, Any]
@@ -376,3 +377,23 @@ class MemoryStore:
     async def stage(self, event: HomeworkEvent, event_id: str) -> None:
         if all(i != event_id for i, _ in self.staged):
             self.staged.append((event_id, event))
+
+
+def _by_client_key(key: ClientKey) -> Doc:
+    return {"_id": client_key(key.practice_id, key.client_id)}
+
+
+CLIENT_DATA = ClientData(
+    exported={
+        ASSIGNMENTS: by_client,
+        DAYS: by_client,
+        OCCURRENCES: by_assignment,
+        HELD: by_client,
+        CLIENTS: _by_client_key,
+        THRESHOLDS: _by_client_key,
+        SUMMARIES: by_client,
+    },
+    client_free={**OPERATIONAL, "migrations": "which data migrations ran, and when: nothing about a client"},
+    assignments=ASSIGNMENTS,
+)
+"""Which collections hold a client's data and how they are keyed (the export reads these; its test checks them)."""
