@@ -83,7 +83,11 @@ def main() -> int:
     procs: list[ServiceProcess] = []
     try:
         try:
-            procs = launch(names, service_env(infra_env, **extra), logs, ports)
+            # The data export's fan-out follows the other services to the ports they run on here.
+            fan_out = {
+                "assignment": {f"{n.upper()}_URL": f"http://127.0.0.1:{ports[n]}" for n in ("reminder", "insights")}
+            }
+            procs = launch(names, service_env(infra_env, **extra), logs, ports, fan_out)
         except RuntimeError as exc:
             devstack.log(f"error: {exc}")
             return 1

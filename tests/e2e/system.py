@@ -120,6 +120,10 @@ def deploy(
     per_service = {
         name: {"MONGODB_DATABASE": f"{prefix}_{name}", **(service_env or {}).get(name, {})} for name in names
     }
+    # The assignment service gathers a client's export from the others' ports of this deployment.
+    per_service.setdefault("assignment", {}).update(
+        {f"{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}" for name in ("reminder", "insights") if name in ports}
+    )
     procs = launch(names, env, logs, ports, per_service)
     deployment = Deployment(infra, prefix, {p.name: p for p in procs}, clock, logs, env)
     try:

@@ -116,6 +116,10 @@ TABLE: dict[Route, Expect] = {
     ),
     ("assignment", "GET", "/v1/me/assignments"): Expect("own", CLIENT),
     ("assignment", "GET", "/v1/me/history"): Expect("own", CLIENT),
+    # Data export (docs/data-rights.md): the bundle for therapists and the client; each service's part for both.
+    ("assignment", "GET", "/v1/clients/{client_id}/export"): Expect("client", THERAPISTS, {"client_id": "client"}),
+    ("assignment", "GET", "/v1/me/export"): Expect("own", CLIENT),
+    ("assignment", "GET", "/v1/clients/{client_id}/export-part"): Expect("client", ANYONE, {"client_id": "client"}),
     # ------------------------------------------------------------ reminder service
     ("reminder", "GET", "/healthz"): Expect("public"),
     ("reminder", "GET", "/readyz"): Expect("public"),
@@ -128,6 +132,7 @@ TABLE: dict[Route, Expect] = {
     ("reminder", "PUT", "/v1/clients/{client_id}/preferences"): Expect(
         "client", ANYONE, {"client_id": "client"}, body=lambda w: {"channels": ["push"]}
     ),
+    ("reminder", "GET", "/v1/clients/{client_id}/export-part"): Expect("client", ANYONE, {"client_id": "client"}),
     # Webhooks: only an admin sets or deletes them; a therapist may read.
     ("reminder", "PUT", "/v1/practices/{practice_id}/webhook"): Expect(
         "practice",
@@ -157,6 +162,7 @@ TABLE: dict[Route, Expect] = {
         "client", THERAPISTS, {"client_id": "client"}, body=lambda w: {}
     ),
     ("insights", "GET", "/v1/clients/{client_id}/summaries"): Expect("client", THERAPISTS, {"client_id": "client"}),
+    ("insights", "GET", "/v1/clients/{client_id}/export-part"): Expect("client", ANYONE, {"client_id": "client"}),
     ("insights", "GET", "/v1/summaries/{summary_id}"): Expect("object", THERAPISTS, {"summary_id": "summary"}),
     ("insights", "GET", "/v1/summaries/{summary_id}/html"): Expect("object", THERAPISTS, {"summary_id": "summary"}),
 }

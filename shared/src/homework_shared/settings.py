@@ -127,6 +127,9 @@ class ServiceSettings(KafkaConnectionSettings):
     mongo_timeout_ms: int = 2000
     # How long an Idempotency-Key is remembered (a TTL index; the server deletes within ~60 s after).
     idempotency_key_ttl_s: int = Field(default=24 * 60 * 60, ge=1)
+    # Most documents one service puts into a client's data export (GET .../export-part); past it the
+    # export is refused with 413 export_too_large rather than read into memory (see docs/data-rights.md).
+    export_max_documents: int = Field(default=20_000, ge=1, le=1_000_000)
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"

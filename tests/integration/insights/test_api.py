@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta
 
 import pytest
@@ -115,7 +116,7 @@ async def test_a_summary_period_is_validated_and_a_retry_with_the_same_key_retur
     assert second.headers.get("Idempotent-Replayed") == "true"
     assert first.json()["first_day"] == "2026-03-21"
     listed = (await s.http.get(url, headers=s.auth())).json()
-    assert len(listed) == 1
+    assert len(listed["items"]) == 1
 
 
 async def test_a_summary_answers_with_the_millisecond_timestamps_it_stores(known_client: Service) -> None:
@@ -132,4 +133,41 @@ async def test_a_summary_answers_with_the_millisecond_timestamps_it_stores(known
     names = ("generated_at", "period_start", "period_end")
     assert [datetime.fromisoformat(made.json()[name]).microsecond for name in names] == [123_000, 987_000, 0]
     listed = (await s.http.get(url, headers=s.auth())).json()
-    assert listed[0]["generated_at"] == made.json()["generated_at"]
+    assert listed["items"][0]["generated_at"] == made.json()["generated_at"]
+
+
+async def test_summaries_are_listed_newest_first_page_by_page_and_bad_pages_are_422(known_client: Service) -> None:
+    s = known_client
+    url = f"/v1/clients/{CLIENT}/summaries"
+    made = []
+    for _ in range(5):
+        s.clock.set(s.clock.now() + timedelta(minutes=1))
+        r = await s.http.post(url, headers=s.auth())
+        assert r.status_code == 201, r.text
+        made.append(r.json()["summary_id"])
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = await s.http.get(url, params=params, headers=s.auth())
+        assert page.status_code == 200, page.text
+        assert len(page.json()["items"]) <= 2
+        seen += [item["summary_id"] for item in page.json()["items"]]
+        pages += 1
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(made))
+    assert pages == 3
+    for params in ({"limit": 0}, {"limit": 201}, {"cursor": "bm90LW91cnM"}, {"cursor": "!!"}):
+        bad = await s.http.get(url, params=params, headers=s.auth())
+        assert bad.status_code == 422, (params, bad.text)
+    other_practice = await s.http.get(
+        url, params={"cursor": cursor_of(made[0])}, headers=s.auth(practice="practice-other")
+    )
+    assert other_practice.status_code == 404
+
+
+def cursor_of(summary_id: str) -> str:
+    return base64.urlsafe_b64encode(summary_id.encode()).decode().rstrip("=")

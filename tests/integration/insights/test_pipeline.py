@@ -69,7 +69,7 @@ async def test_events_through_kafka_become_figures_then_a_stored_published_summa
     assert "<svg" in page.text
     assert "consider smaller steps" in page.text
     listed = (await service.http.get(f"/v1/clients/{CLIENT}/summaries", headers=service.auth())).json()
-    assert [s["summary_id"] for s in listed] == [summary["summary_id"]]
+    assert [s["summary_id"] for s in listed["items"]] == [summary["summary_id"]]
 
     records = await service.read_topic(service.rt.topics.insights, lambda rs: _has(rs, summary["summary_id"]))
     events = [decode(r.headers, r.value).data for r in records]

@@ -179,7 +179,7 @@ async def test_thresholds_and_summaries_of_one_practice_never_reach_the_other(pl
     assert made_b.json()["practice_id"] == "practice-b"
     assert [x["title"] for x in made_b.json()["assignments"]] == [B_TITLE]
     listed_b = await p.insights.get(f"/v1/clients/{CLIENT}/summaries", headers=THERAPIST_B)
-    assert [s["summary_id"] for s in listed_b.json()] == [made_b.json()["summary_id"]]
+    assert [s["summary_id"] for s in listed_b.json()["items"]] == [made_b.json()["summary_id"]]
     other = await p.insights.get(f"/v1/summaries/{made_a.json()['summary_id']}", headers=THERAPIST_B)
     assert other.status_code == 404
     unknown = await p.insights.get("/v1/clients/c-2/figures", headers=THERAPIST_A)

@@ -358,3 +358,21 @@ def test_the_topics_job_may_reach_only_dns_and_kafka(overlay: str) -> None:
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert set(egress_ports(overlay, labels)) == {53, 9092, 9093}  # 9093: Kafka's TLS listener
     assert not [r for s in policies_for(overlay, labels, "Ingress") for r in s.get("ingress") or []]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_export_fan_out_may_reach_the_reminder_and_insights_services_it_is_pointed_at(overlay: str) -> None:
+    env = settings_env(overlay, "assignment")
+    peers = egress_ports(overlay, pod_labels(overlay, "assignment"))
+    for service, variable in (("reminder", "REMINDER_URL"), ("insights", "INSIGHTS_URL")):
+        url = urlsplit(env[variable])
+        assert url.hostname == objects(overlay, "Service")[service]["metadata"]["name"], variable
+        assert any(selects(peer.get("podSelector", {}), pod_labels(overlay, service)) for peer in peers[url.port or 80])
+        ingress = [
+            r for s in policies_for(overlay, pod_labels(overlay, service), "Ingress") for r in s.get("ingress") or []
+        ]
+        assert any(
+            selects(peer.get("podSelector", {}), pod_labels(overlay, "assignment"))
+            for rule in ingress
+            for peer in rule.get("from") or []
+        ), f"{service} refuses the assignment service's calls"

@@ -11,14 +11,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from homework_assignment import export
 from homework_assignment.api import router
 from homework_assignment.config import Settings
 from homework_assignment.domain import InvalidInput
 from homework_assignment.handlers import AssignmentHandlers
-from homework_assignment.models import describe_local_times
+from homework_assignment.models import ErrorBody, describe_local_times
 from homework_assignment.resolutions import ResolutionWriter
-from homework_assignment.store import AssignmentStore
+from homework_assignment.store import CLIENT_DATA, AssignmentStore
 from homework_shared.clock import Clock
+from homework_shared.export import export_part_router
 from homework_shared.http import create_app
 from homework_shared.observability import ServiceMetrics
 from homework_shared.service import Runtime
@@ -85,7 +87,12 @@ def _openapi_with_local_times(app: FastAPI) -> Callable[[], dict[str, Any]]:
 def create(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     """The assignment service's app; its lifespan connects MongoDB and Kafka and starts the relay and sweeper."""
     settings = settings or load_settings(Settings)
-    app = create_app(settings, title=TITLE, version=VERSION, routers=[router])
+    app = create_app(
+        settings,
+        title=TITLE,
+        version=VERSION,
+        routers=[router, export.router, export_part_router(CLIENT_DATA, ErrorBody)],
+    )
     rt = Runtime.build(settings, app.state.metrics_registry, stream="assignment", clock=clock)
     store = AssignmentStore(rt.db)
     handlers = AssignmentHandlers(store, rt.outbox, rt.mongo, rt.clock)

@@ -31,6 +31,7 @@ from homework_assignment.domain import (
 )
 from homework_shared.errors import Conflict
 from homework_shared.events.values import Barrier, CompletionData, CompletionStatus, Schedule
+from homework_shared.export import OPERATIONAL, ClientData, by_assignment, by_client
 from homework_shared.idempotency import COLLECTION as IDEMPOTENCY_KEYS
 from homework_shared.schedule import Occurrence
 
@@ -309,3 +310,16 @@ class AssignmentStore:
 
 def _changed_meanwhile(assignment_id: str) -> Conflict:
     return Conflict("assignment_changed", f"assignment {assignment_id} changed meanwhile; read it again and retry")
+
+
+CLIENT_DATA = ClientData(
+    exported={
+        "assignments": by_client,
+        "revisions": by_assignment,
+        "resolutions": by_client,
+        "audit_log": by_assignment,
+    },
+    client_free=OPERATIONAL,
+    assignments="assignments",
+)
+"""Which collections hold a client's data and how they are keyed (the export reads these; its test checks them)."""

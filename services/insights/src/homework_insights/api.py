@@ -29,6 +29,7 @@ from homework_insights.summaries import PeriodError, build_summary, summary_even
 from homework_shared.auth import PrincipalDep, Role, TherapistDep, can_see_client
 from homework_shared.errors import NotFound, Unprocessable
 from homework_shared.idempotency import IdempotencyKeyDep, caller_scope, respond_idempotently
+from homework_shared.ids import PathId
 from homework_shared.service import Runtime
 
 router = APIRouter(prefix="/v1", tags=["insights"])
@@ -161,7 +162,7 @@ Cursor = Annotated[
 
 @router.get("/clients/{client_id}/figures", responses=answers())
 async def get_figures(
-    request: Request, client_id: str, principal: PrincipalDep, limit: Limit = PAGE_DEFAULT, cursor: Cursor = None
+    request: Request, client_id: PathId, principal: PrincipalDep, limit: Limit = PAGE_DEFAULT, cursor: Cursor = None
 ) -> JSONResponse:
     """The client's figures now: overall, per kind, last 7 and 28 days and flags over every assignment; per
     assignment (series, streaks, exposure steps) one page of them, oldest first, with ``next_cursor`` (null on the
@@ -185,7 +186,7 @@ async def get_figures(
 
 
 @router.get("/clients/{client_id}/thresholds", responses=answers(403))
-async def get_thresholds(request: Request, client_id: str, principal: TherapistDep) -> ThresholdsPublic:
+async def get_thresholds(request: Request, client_id: PathId, principal: TherapistDep) -> ThresholdsPublic:
     """The thresholds a therapist set for this client."""
     await visible_client(request, principal, client_id)
     doc = await MongoStore(runtime(request).db).thresholds(principal.practice_id, client_id)
@@ -194,7 +195,7 @@ async def get_thresholds(request: Request, client_id: str, principal: TherapistD
 
 @router.put("/clients/{client_id}/thresholds", responses=answers(400, 403))
 async def put_thresholds(
-    request: Request, client_id: str, payload: ThresholdsUpdate, principal: TherapistDep
+    request: Request, client_id: PathId, payload: ThresholdsUpdate, principal: TherapistDep
 ) -> ThresholdsPublic:
     """Replace the client's thresholds (e.g. mood at most 3, SUDS peak at least 90); used from the next event on."""
     await visible_client(request, principal, client_id)
@@ -206,7 +207,7 @@ async def put_thresholds(
 @router.post("/clients/{client_id}/summaries", status_code=201, responses=answers(400, 403))
 async def generate_summary(
     request: Request,
-    client_id: str,
+    client_id: PathId,
     principal: TherapistDep,
     key: IdempotencyKeyDep,
     payload: Annotated[SummaryCreate | None, Body()] = None,
@@ -241,13 +242,50 @@ async def generate_summary(
     return response
 
 
-@router.get("/clients/{client_id}/summaries", responses=answers(403))
-async def list_summaries(request: Request, client_id: str, principal: TherapistDep) -> JSONResponse:
-    """The client's summaries, newest first (headline figures only)."""
+SummaryLimit = Annotated[int, Query(ge=1, le=PAGE_MAX, description=f"At most this many summaries (max {PAGE_MAX})")]
+SummaryCursor = Annotated[
+    str | None,
+    Query(min_length=1, max_length=400, description="`next_cursor` of the previous page: the older summaries"),
+]
+
+
+class SummaryListItem(BaseModel):
+    """A summary's headline, as listed."""
+
+    model_config = ConfigDict(extra="allow")
+    summary_id: str
+
+
+class SummaryPage(BaseModel):
+    """One page of a client's summaries, newest first; ``next_cursor`` is null on the last page."""
+
+    items: list[SummaryListItem]
+    next_cursor: str | None
+
+
+@router.get("/clients/{client_id}/summaries", response_model=SummaryPage, responses=answers(403))
+async def list_summaries(
+    request: Request,
+    client_id: PathId,
+    principal: TherapistDep,
+    limit: SummaryLimit = PAGE_DEFAULT,
+    cursor: SummaryCursor = None,
+) -> JSONResponse:
+    """The client's summaries, newest first (headline figures only), one page at a time."""
     await visible_client(request, principal, client_id)
-    found = await MongoStore(runtime(request).db).summaries_of(principal.practice_id, client_id)
+    store = MongoStore(runtime(request).db)
+    after = None
+    if cursor is not None:
+        after = await store.summary(decode_cursor(cursor) or "")
+        if after is None or (after["practice_id"], after["client_id"]) != (principal.practice_id, client_id):
+            raise Unprocessable("invalid_cursor", "query.cursor: not a cursor of this client's summaries")
+    found = await store.summaries_of(principal.practice_id, client_id, limit + 1, after)
+    more = len(found) > limit
+    found = found[:limit]
     keep = ("summary_id", "period_start", "period_end", "generated_at", "headline", "flags")
-    return JSONResponse(jsonable_encoder([{k: v for k, v in public(s).items() if k in keep} for s in found]))
+    items = [{k: v for k, v in public(s).items() if k in keep} for s in found]
+    next_cursor = encode_cursor(found[-1]["_id"]) if more else None
+    return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
 
 
 async def visible_summary(request: Request, principal: Any, summary_id: str) -> Doc:
@@ -258,13 +296,13 @@ async def visible_summary(request: Request, principal: Any, summary_id: str) -> 
 
 
 @router.get("/summaries/{summary_id}", responses=answers(403))
-async def get_summary(request: Request, summary_id: str, principal: TherapistDep) -> JSONResponse:
+async def get_summary(request: Request, summary_id: PathId, principal: TherapistDep) -> JSONResponse:
     """One summary, as JSON."""
     return JSONResponse(jsonable_encoder(public(await visible_summary(request, principal, summary_id))))
 
 
 @router.get("/summaries/{summary_id}/html", response_class=HTMLResponse, responses=json_answers(403))
-async def get_summary_html(request: Request, summary_id: str, principal: TherapistDep) -> HTMLResponse:
+async def get_summary_html(request: Request, summary_id: PathId, principal: TherapistDep) -> HTMLResponse:
     """One summary, as the page a therapist reads (inline SVG charts, no external assets)."""
     return HTMLResponse(render_summary(await visible_summary(request, principal, summary_id)))
 

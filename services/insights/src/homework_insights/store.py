@@ -32,6 +32,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from homework_shared.events.base import HomeworkEvent
+from homework_shared.export import OPERATIONAL, ClientData, ClientKey, by_assignment, by_client
 from homework_shared.outbox import Outbox
 
 Doc = dict[str, Any]
@@ -82,7 +83,9 @@ class Store(Protocol):
     async def put_thresholds(self, practice_id: str, client_id: str, doc: Doc) -> None: ...
     async def insert_summary(self, doc: Doc) -> None: ...
     async def summary(self, summary_id: str) -> Doc | None: ...
-    async def summaries_of(self, practice_id: str, client_id: str, limit: int = 50) -> list[Doc]: ...
+    async def summaries_of(
+        self, practice_id: str, client_id: str, limit: int = 50, after: Doc | None = None
+    ) -> list[Doc]: ...
     async def stage(self, event: HomeworkEvent, event_id: str) -> None: ...
 
 
@@ -95,7 +98,9 @@ async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     await db[DAYS].create_index([*BY_CLIENT, ("date", ASCENDING)], name="by_practice_client_day")
     await db[OCCURRENCES].create_index([("assignment_id", ASCENDING), ("opens_at", ASCENDING)], name="by_assignment")
     await db[HELD].create_index([("assignment_id", ASCENDING), ("seq", ASCENDING)], name="by_assignment")
-    await db[SUMMARIES].create_index([*BY_CLIENT, ("generated_at", DESCENDING)], name="by_practice_client")
+    await db[SUMMARIES].create_index(
+        [*BY_CLIENT, ("generated_at", DESCENDING), ("_id", DESCENDING)], name="by_practice_client_page"
+    )
 
 
 class MongoStore:
@@ -183,9 +188,15 @@ class MongoStore:
     async def summary(self, summary_id: str) -> Doc | None:
         return await self.db[SUMMARIES].find_one({"_id": summary_id}, session=self.s)
 
-    async def summaries_of(self, practice_id: str, client_id: str, limit: int = 50) -> list[Doc]:
-        cursor = self.db[SUMMARIES].find({"practice_id": practice_id, "client_id": client_id}, session=self.s)
-        return await cursor.sort("generated_at", DESCENDING).limit(limit).to_list()
+    async def summaries_of(
+        self, practice_id: str, client_id: str, limit: int = 50, after: Doc | None = None
+    ) -> list[Doc]:
+        query: Doc = {"practice_id": practice_id, "client_id": client_id}
+        if after is not None:  # the page after the summary ``after``, newest first
+            at, summary_id = after["generated_at"], after["_id"]
+            query["$or"] = [{"generated_at": {"$lt": at}}, {"generated_at": at, "_id": {"$lt": summary_id}}]
+        cursor = self.db[SUMMARIES].find(query, session=self.s)
+        return await cursor.sort([("generated_at", DESCENDING), ("_id", DESCENDING)]).limit(limit).to_list()
 
     async def stage(self, event: HomeworkEvent, event_id: str) -> None:
         if self.outbox is None or self.s is None:
@@ -352,14 +363,37 @@ class MemoryStore:
     async def summary(self, summary_id: str) -> Doc | None:
         return copy.deepcopy(self._c(SUMMARIES).get(summary_id))
 
-    async def summaries_of(self, practice_id: str, client_id: str, limit: int = 50) -> list[Doc]:
+    async def summaries_of(
+        self, practice_id: str, client_id: str, limit: int = 50, after: Doc | None = None
+    ) -> list[Doc]:
         found = [
             copy.deepcopy(s)
             for s in self._c(SUMMARIES).values()
             if (s["practice_id"], s["client_id"]) == (practice_id, client_id)
+            and (after is None or (s["generated_at"], s["_id"]) < (after["generated_at"], after["_id"]))
         ]
-        return sorted(found, key=lambda s: s["generated_at"], reverse=True)[:limit]
+        return sorted(found, key=lambda s: (s["generated_at"], s["_id"]), reverse=True)[:limit]
 
     async def stage(self, event: HomeworkEvent, event_id: str) -> None:
         if all(i != event_id for i, _ in self.staged):
             self.staged.append((event_id, event))
+
+
+def _by_client_key(key: ClientKey) -> Doc:
+    return {"_id": client_key(key.practice_id, key.client_id)}
+
+
+CLIENT_DATA = ClientData(
+    exported={
+        ASSIGNMENTS: by_client,
+        DAYS: by_client,
+        OCCURRENCES: by_assignment,
+        HELD: by_client,
+        CLIENTS: _by_client_key,
+        THRESHOLDS: _by_client_key,
+        SUMMARIES: by_client,
+    },
+    client_free={**OPERATIONAL, "migrations": "which data migrations ran, and when: nothing about a client"},
+    assignments=ASSIGNMENTS,
+)
+"""Which collections hold a client's data and how they are keyed (the export reads these; its test checks them)."""

@@ -16,11 +16,12 @@ from homework_reminder.held import HeldEvents
 from homework_reminder.loops import Workers
 from homework_reminder.messaging import assignment_events
 from homework_reminder.metrics import ReminderMetrics
-from homework_reminder.store import Store
+from homework_reminder.store import CLIENT_DATA, Store
 from homework_reminder.webhook import WebhookDelivery
 from homework_reminder.webhook_secrets import SecretBox, reseal
 from homework_shared.clock import Clock
 from homework_shared.consumer import Apply, EventConsumer
+from homework_shared.export import export_part_router
 from homework_shared.http import create_app
 from homework_shared.service import Runtime
 from homework_shared.settings import load_settings
@@ -44,7 +45,9 @@ def consume_assignments(rt: Runtime, settings: ReminderSettings, apply: Apply) -
 def create(settings: ReminderSettings | None = None, clock: Clock | None = None) -> FastAPI:
     """The reminder service's FastAPI app; its lifespan starts and stops everything."""
     settings = settings or load_settings(ReminderSettings)
-    app = create_app(settings, title=TITLE, version=VERSION, routers=[api.router])
+    app = create_app(
+        settings, title=TITLE, version=VERSION, routers=[api.router, export_part_router(CLIENT_DATA, api.ErrorBody)]
+    )
     rt = Runtime.build(settings, app.state.metrics_registry, stream="reminder", clock=clock)
     metrics = ReminderMetrics.on(app.state.metrics)
     store = Store(rt.db)

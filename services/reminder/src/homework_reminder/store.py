@@ -30,7 +30,9 @@ from homework_reminder.domain import (
     ReminderState,
     Segment,
 )
+from homework_reminder.held import HELD
 from homework_shared.events import Channel, HomeworkKind, ReminderWish, Schedule
+from homework_shared.export import OPERATIONAL, ClientData, ClientKey, by_assignment, by_client
 
 Doc = dict[str, Any]
 Session = AsyncClientSession | None
@@ -310,3 +312,28 @@ def preferences_from_doc(doc: Doc) -> Preferences:
         quiet_hours=QuietHours(time.fromisoformat(quiet["start"]), time.fromisoformat(quiet["end"])) if quiet else None,
         channels=tuple(Channel(c) for c in channels) if channels else None,
     )
+
+
+def _deliveries_of(key: ClientKey) -> Doc:
+    # A delivery carries the ReminderSent event it posts; the client is in the event (no index: a
+    # practice's deliveries are few, and finished ones are forgotten after FINISHED_RETENTION).
+    return {"practice_id": key.practice_id, "event.client_id": key.client_id}
+
+
+CLIENT_DATA = ClientData(
+    exported={
+        "plans": by_client,
+        "occurrences": by_assignment,
+        "reminders": by_client,
+        "preferences": by_client,
+        "deliveries": _deliveries_of,
+        HELD: by_client,
+    },
+    client_free={
+        **OPERATIONAL,
+        "webhooks": "one per practice: its URL and encrypted secret, nothing about a client",
+        "counters": "how many reminders wait, in total: numbers only",
+    },
+    assignments="plans",
+)
+"""Which collections hold a client's data and how they are keyed (the export reads these; its test checks them)."""
