@@ -8,9 +8,10 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import pymongo
 from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
 from homework_shared.settings import ServiceSettings
 
@@ -19,6 +20,8 @@ MongoClient = AsyncMongoClient[dict[str, Any]]
 
 TRANSIENT_TRANSACTION_ERROR = "TransientTransactionError"
 UNKNOWN_COMMIT_RESULT = "UnknownTransactionCommitResult"
+ABORT_WHEN_AWAY_S = 0.1
+"""How long an abort may wait when the server could not be reached (its errors are ignored anyway)."""
 
 log = logging.getLogger("homework.mongo")
 
@@ -60,7 +63,7 @@ async def run_in_transaction(
                 return result
             except PyMongoError as error:
                 if session.in_transaction:
-                    await session.abort_transaction()
+                    await _abort(session, error)
                 # No server to select has already cost the whole selection timeout: another try
                 # would only make a request that must fail fast (503) wait that long again.
                 unreachable = isinstance(error, ServerSelectionTimeoutError)
@@ -73,6 +76,21 @@ async def run_in_transaction(
                     await session.abort_transaction()
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _abort(session: AsyncClientSession, error: PyMongoError) -> None:
+    """Abort the session's transaction; briefly when the server is away.
+
+    An abort whose errors are ignored would otherwise wait out a server selection (and the
+    driver's one retry of it) when the server cannot be reached, making a request that must fail
+    fast with 503 wait seconds longer; the server aborts an orphaned transaction itself when its
+    lifetime ends (mongod's ``transactionLifetimeLimitSeconds``).
+    """
+    if isinstance(error, ConnectionFailure):
+        with pymongo.timeout(ABORT_WHEN_AWAY_S):
+            await session.abort_transaction()
+    else:
+        await session.abort_transaction()
 
 
 async def _commit(session: AsyncClientSession, max_attempts: int) -> None:
