@@ -37,10 +37,10 @@ from homework_assignment.models import (
     RevisionPublic,
     SkipCreate,
     decode_cursor,
-    encode_cursor,
 )
 from homework_assignment.resolutions import Clash, Decide, ResolutionRequest, ResolutionWriter
 from homework_shared.auth import ClientDep, Principal, PrincipalDep, TherapistDep
+from homework_shared.cursors import encode_cursor
 from homework_shared.errors import DomainError
 from homework_shared.idempotency import (
     IdempotencyKeyDep,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -22,6 +20,7 @@ from homework_assignment.domain import (
     invalid,
     once_schedule,
 )
+from homework_shared import cursors
 from homework_shared.events.values import (
     LOCAL_DATE_TIME_PATTERN,
     Barrier,
@@ -350,22 +349,14 @@ class ErrorBody(BaseModel):
 # ---------------------------------------------------------------- cursors
 
 
-def encode_cursor(value: str | None) -> str | None:
-    """An opaque page cursor for the last key of a page."""
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=") if value else None
-
-
 def decode_cursor(value: str | None) -> str | None:
     """The key a cursor stands for; 422 naming ``cursor`` if it is not one of ours."""
     if value is None:
         return None
     try:
-        key = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        key = ""
-    if not key:
-        raise invalid("cursor", "not a cursor this service gave out", "query")
-    return key
+        return cursors.decode_cursor(value)
+    except cursors.InvalidCursor:
+        raise invalid("cursor", "not a cursor this service gave out", "query") from None
 
 
 # ---------------------------------------------------------------- OpenAPI

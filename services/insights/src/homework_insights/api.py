@@ -10,8 +10,6 @@ looked up by (practice, client id), so two practices' clients of the same id nev
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -26,7 +24,9 @@ from homework_insights.figures import PAGE_DEFAULT, PAGE_MAX, UnknownCursor, cli
 from homework_insights.report import render_summary
 from homework_insights.store import Doc, MongoStore
 from homework_insights.summaries import PeriodError, build_summary, summary_event
+from homework_shared import cursors
 from homework_shared.auth import PrincipalDep, Role, TherapistDep, can_see_client
+from homework_shared.cursors import encode_cursor
 from homework_shared.errors import NotFound, Unprocessable
 from homework_shared.idempotency import IdempotencyKeyDep, caller_scope, respond_idempotently
 from homework_shared.ids import PathId
@@ -133,22 +133,14 @@ async def visible_client(request: Request, principal: Any, client_id: str) -> Do
     return client
 
 
-def encode_cursor(assignment_id: str | None) -> str | None:
-    """An opaque page cursor for the last assignment of a page."""
-    return base64.urlsafe_b64encode(assignment_id.encode()).decode().rstrip("=") if assignment_id else None
-
-
 def decode_cursor(cursor: str | None) -> str | None:
-    """The assignment id a cursor stands for; 422 naming ``query.cursor`` when it is not one of ours."""
+    """The key a cursor stands for; 422 naming ``query.cursor`` when it is not one of ours."""
     if cursor is None:
         return None
     try:
-        found = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        found = ""
-    if not found:
-        raise Unprocessable("invalid_cursor", "query.cursor: not a cursor this service gave out")
-    return found
+        return cursors.decode_cursor(cursor)
+    except cursors.InvalidCursor:
+        raise Unprocessable("invalid_cursor", "query.cursor: not a cursor this service gave out") from None
 
 
 Limit = Annotated[
