@@ -46,7 +46,7 @@ from pymongo import AsyncMongoClient
 from homework_reminder.app import create
 from homework_reminder.config import ReminderSettings
 from homework_reminder.domain import Plan, Preferences, Segment, expected_occurrences, planned_reminders
-from homework_reminder.handlers import occurrence_doc, reminder_doc, scheduled_event
+from homework_reminder.reconciling import occurrence_doc, reminder_doc, scheduled_event
 from homework_reminder.store import EPOCH, Store, plan_to_doc
 from homework_shared.clock import ManualClock, SystemClock
 from homework_shared.events import (

@@ -13,7 +13,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from homework_reminder.domain import Plan, PlannedReminder, Segment
-from homework_reminder.handlers import reminder_doc
+from homework_reminder.reconciling import reminder_doc
 from homework_reminder.store import Store
 from homework_shared.clock import SystemClock
 from homework_shared.events import HomeworkKind

@@ -33,7 +33,7 @@ Reminder rules (this service's own):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import Literal
@@ -319,11 +319,3 @@ def snoozed_until(now: datetime, minutes: int, closes_at: datetime) -> tuple[dat
     if until <= now:
         raise Conflict("window_closing", "the occurrence's window closes too soon to snooze this reminder")
     return until, until < wanted
-
-
-@dataclass
-class ReminderChanges:
-    """What reconciling an assignment changed, for events and metrics."""
-
-    scheduled: list[str] = field(default_factory=list)
-    cancelled: list[tuple[str, CancelReason]] = field(default_factory=list)

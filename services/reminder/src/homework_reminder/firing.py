@@ -24,25 +24,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import DuplicateKeyError, OperationFailure
-from pymongo.results import UpdateResult
+from pymongo.errors import DuplicateKeyError
 
 from homework_reminder.config import ReminderSettings
-from homework_reminder.domain import OccurrenceState, ReminderState
 from homework_reminder.handlers import Scheduler
-from homework_reminder.store import EPOCH, Doc, Store, finished_now
+from homework_reminder.store import EPOCH, Doc, Lease, Store
 from homework_shared.clock import Clock
 from homework_shared.events import HomeworkEvent, OccurrenceMissed, ReminderSent
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.outbox import Outbox
 
-WRITE_CONFLICT = 112
 TAKEOVER_CHECK_S = 1.0
 
 
@@ -105,61 +100,32 @@ class Firing:
     async def claim_due(self) -> Claim:
         """Take a lease on up to a batch of due reminders (see the module docstring)."""
         now = self.clock.now()
-        reminders = self.store.reminders
-        due = await (
-            reminders.find({"state": ReminderState.PENDING, "due_at": {"$lte": now}}, {"_id": 1})
-            .sort([("state", ASCENDING), ("due_at", ASCENDING)])
-            .limit(self.batch_size)
-            .to_list()
-        )
+        due = await self.store.due_ids(now, self.batch_size)
         room = self.batch_size - len(due)
-        expired: list[Doc] = []
+        expired: list[str] = []
         # Expired leases are rare (a replica died): look for them at most once a second.
         if room > 0 and time.monotonic() - self._takeover_checked >= TAKEOVER_CHECK_S:
             self._takeover_checked = time.monotonic()
-            # Claimed reminders are few (those in flight), so the due index finds them; the lease is checked here.
-            claimed = reminders.find({"state": ReminderState.CLAIMED, "due_at": {"$lte": now}}, {"lease_until": 1})
-            expired = [d async for d in claimed if d["lease_until"] < now][:room]
-        claim = Claim(token=uuid.uuid4().hex, ids=[])
-        lease = {
-            "$set": {
-                "state": ReminderState.CLAIMED,
-                "lease_owner": self.owner,
-                "lease_until": now + self.lease,
-                "claim_token": claim.token,
-            }
-        }
-        claimed_due = 0
-        if due:
-            claimed_due = await _racing(
-                reminders.update_many({"_id": {"$in": [d["_id"] for d in due]}, "state": ReminderState.PENDING}, lease)
-            )
-        if expired:
-            claim.taken_over = await _racing(
-                reminders.update_many(
-                    {
-                        "_id": {"$in": [d["_id"] for d in expired]},
-                        "state": ReminderState.CLAIMED,
-                        "lease_until": {"$lt": now},
-                    },
-                    lease,
-                )
-            )
+            expired = await self.store.expired_claim_ids(now, room)
+        lease = Lease(self.owner, now + self.lease, uuid.uuid4().hex)
+        claim = Claim(token=lease.token, ids=[])
+        claimed_due = await self.store.claim(due, lease)
+        claim.taken_over = await self.store.take_over(expired, lease, now)
         if claimed_due == len(due) and not expired:
-            claim.ids = [d["_id"] for d in due]  # took them all: no need to ask which
+            claim.ids = due  # took them all: no need to ask which
         elif due or expired:
-            claim.ids = [d["_id"] async for d in reminders.find({"claim_token": claim.token}, {"_id": 1})]
+            claim.ids = await self.store.claimed_with(lease.token)
         return claim
 
     async def fire(self, claim: Claim) -> Fired:
         """Fire the reminders still held under ``claim``; cancel those whose window has closed."""
         if not claim.ids:
             return Fired()
+        lease = Lease(self.owner, EPOCH, claim.token)  # only the owner and token select what it holds
 
         async def fire_in(session: AsyncClientSession) -> Fired:
             now = self.clock.now()
-            mine = {"claim_token": claim.token, "state": ReminderState.CLAIMED, "lease_owner": self.owner}
-            held = await self.store.reminders.find(mine, session=session).to_list()
+            held = await self.store.held(lease, session)
             fired = Fired(
                 sent=[d for d in held if d["closes_at"] > now],
                 closed=[d for d in held if d["closes_at"] <= now],
@@ -167,25 +133,9 @@ class Firing:
             )
             events: list[tuple[HomeworkEvent, str | None]] = []
             if fired.sent:
-                result = await self.store.reminders.update_many(
-                    mine | {"closes_at": {"$gt": now}},
-                    {
-                        "$set": {
-                            "state": ReminderState.FIRED,
-                            "fired_at": now,
-                            "fired_by": self.owner,
-                            "finished_at": finished_now(),
-                            "lease_until": EPOCH,
-                            "lease_owner": None,
-                        },
-                        "$unset": {"claim_token": ""},
-                        "$inc": {"fires": 1},
-                    },
-                    session=session,
-                )
-                await self.store.count_pending(-result.modified_count, session)
+                await self.store.fire(lease, now, session)
                 events += [(sent_event(d, now), sent_event_id(d["_id"], d["due_at"])) for d in fired.sent]
-                await self._queue_webhook_deliveries(fired.sent, now, session)
+                await self.store.queue_deliveries(await self._deliveries(fired.sent, now, session), session)
             if fired.closed:
                 cancelled = await self.scheduler.cancel_reminders(fired.closed, "window_closed", now, session)
                 events += [(e, None) for e in cancelled]
@@ -204,12 +154,13 @@ class Firing:
         self.outbox.notify()
         return fired
 
-    async def _queue_webhook_deliveries(self, sent: list[Doc], now: datetime, session: AsyncClientSession) -> None:
+    async def _deliveries(self, sent: list[Doc], now: datetime, session: AsyncClientSession) -> list[Doc]:
+        """The webhook deliveries of fired reminders: those with the webhook channel, of practices that set one."""
         wanting = [d for d in sent if "webhook" in d["channels"]]
         if not wanting:
-            return
+            return []
         practices = await self.store.webhook_practices(sorted({d["practice_id"] for d in wanting}), session)
-        deliveries = [
+        return [
             {
                 "_id": sent_event_id(d["_id"], d["due_at"]),
                 "practice_id": d["practice_id"],
@@ -225,24 +176,10 @@ class Firing:
             for d in wanting
             if d["practice_id"] in practices
         ]
-        if deliveries:
-            present = {
-                x["_id"]
-                async for x in self.store.deliveries.find(
-                    {"_id": {"$in": [d["_id"] for d in deliveries]}}, {"_id": 1}, session=session
-                )
-            }
-            fresh = [d for d in deliveries if d["_id"] not in present]
-            if fresh:
-                await self.store.deliveries.insert_many(fresh, session=session)
 
     async def release(self) -> int:
         """Give back this replica's unfired leases (graceful shutdown): another replica fires them at once."""
-        result = await self.store.reminders.update_many(
-            {"state": ReminderState.CLAIMED, "lease_owner": self.owner},
-            {"$set": {"state": ReminderState.PENDING, "lease_until": EPOCH, "lease_owner": None}},
-        )
-        return result.modified_count
+        return await self.store.release(self.owner)
 
     async def detect_missed(self) -> list[Doc]:
         """Mark occurrences whose window closed unresolved as missed, publishing ``OccurrenceMissed`` once each."""
@@ -252,17 +189,9 @@ class Firing:
             return []
 
         async def mark(session: AsyncClientSession) -> list[Doc]:
-            ids = [c["_id"] for c in candidates]
-            docs = await self.store.occurrences.find(
-                {"_id": {"$in": ids}, "state": OccurrenceState.PENDING}, session=session
-            ).to_list()
+            docs = await self.store.mark_missed([c["_id"] for c in candidates], now, session)
             if not docs:
                 return []
-            await self.store.occurrences.update_many(
-                {"_id": {"$in": [d["_id"] for d in docs]}, "state": OccurrenceState.PENDING},
-                {"$set": {"state": OccurrenceState.MISSED, "resolved_at": now}},
-                session=session,
-            )
             waiting = await self.store.waiting_reminders_of([d["_id"] for d in docs], session)
             cancelled = await self.scheduler.cancel_reminders(waiting, "window_closed", now, session)
             events: list[tuple[HomeworkEvent, str | None]] = [
@@ -274,16 +203,6 @@ class Firing:
         missed = await run_in_transaction(self.mongo, mark)
         self.outbox.notify()
         return missed
-
-
-async def _racing(update: Awaitable[UpdateResult]) -> int:
-    """Run a claiming update; losing a race to another replica (a write conflict) is not an error."""
-    try:
-        return (await update).modified_count
-    except OperationFailure as exc:
-        if exc.code != WRITE_CONFLICT:
-            raise
-        return 0
 
 
 def sent_event(doc: Doc, now: datetime) -> ReminderSent:

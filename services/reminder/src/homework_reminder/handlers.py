@@ -13,29 +13,31 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_reminder.config import ReminderSettings
 from homework_reminder.domain import (
-    RESOLVED,
-    WAITING,
     CancelReason,
     ForeignResolution,
     OccurrenceState,
     Plan,
-    PlannedReminder,
     ReminderState,
     Segment,
     StopReason,
     UnknownAssignment,
     expected_occurrences,
-    planned_reminders,
     snoozed_until,
-    void_reason,
 )
 from homework_reminder.metrics import ReminderMetrics
-from homework_reminder.store import EPOCH, Doc, Store, finished_now
+from homework_reminder.reconciling import (
+    ReminderChanges,
+    cancelled_event,
+    occurrence_changes,
+    occurrence_doc,
+    reminder_changes,
+    reminder_ref,
+)
+from homework_reminder.store import Doc, Store
 from homework_shared.clock import Clock
 from homework_shared.errors import Conflict, NotFound
 from homework_shared.events import (
@@ -44,15 +46,10 @@ from homework_shared.events import (
     CompletionRecorded,
     HomeworkEvent,
     OccurrenceSkipped,
-    ReminderCancelled,
-    ReminderScheduled,
     ReminderSnoozed,
 )
 from homework_shared.outbox import Outbox
 from homework_shared.schedule import Occurrence, occurrences, parse_occurrence_id
-
-REVIVABLE: tuple[str, ...] = ("assignment_paused", "assignment_revised", "quiet_hours")
-"""Cancellations a later change may undo; completion, skip and a closed window are final."""
 
 
 class Scheduler:
@@ -132,17 +129,8 @@ class Scheduler:
             return
         now = self.clock.now()
         occ = Occurrence(e.assignment_id, e.local_start, e.opens_at, e.closes_at)
-        await self.store.occurrences.update_one(
-            {"_id": e.occurrence_id},
-            {
-                "$set": {"state": state, "resolved_at": now},
-                "$setOnInsert": {
-                    k: v for k, v in occurrence_doc(occ, e.client_id, e.practice_id).items() if k != "state"
-                },
-            },
-            upsert=True,
-            session=session,
-        )
+        doc = occurrence_doc(occ, e.client_id, e.practice_id) | {"_id": e.occurrence_id}
+        await self.store.resolve_occurrence(doc, state, now, session)
         reason: CancelReason = "completed" if state is OccurrenceState.COMPLETED else "skipped"
         waiting = await self.store.waiting_reminders_of([e.occurrence_id], session)
         events = await self.cancel_reminders(waiting, reason, now, session)
@@ -175,7 +163,7 @@ class Scheduler:
         self, client_id: str, practice_id: str, reminder_id: str, minutes: int, session: AsyncClientSession
     ) -> tuple[Doc, bool]:
         """Fire a client's reminder again in ``minutes`` (bounded by the window); returns it and whether clamped."""
-        doc = await self.store.reminders.find_one({"_id": reminder_id}, session=session)
+        doc = await self.store.reminder(reminder_id, session)
         if doc is None or doc["client_id"] != client_id or doc["practice_id"] != practice_id:
             raise NotFound("reminder_not_found", f"no reminder {reminder_id!r}")
         if doc["state"] == ReminderState.CANCELLED:
@@ -186,22 +174,8 @@ class Scheduler:
             raise Conflict("occurrence_not_pending", f"the reminder's occurrence is {state}; nothing to remind of")
         now = self.clock.now()
         until, clamped = snoozed_until(now, minutes, doc["closes_at"])
-        change = {
-            "state": ReminderState.PENDING,
-            "due_at": until,
-            "snoozed_until": until,
-            "lease_until": EPOCH,
-            "lease_owner": None,
-        }
-        await self.store.reminders.update_one(
-            {"_id": reminder_id, "state": doc["state"]},
-            {"$set": change, "$unset": {"claim_token": "", "finished_at": ""}},
-            session=session,
-        )
-        if doc["state"] == ReminderState.FIRED:
-            await self.store.count_pending(1, session)
-        snoozed = doc | change
-        event = ReminderSnoozed(**_ref(snoozed), snoozed_until=until, snoozed_at=now)
+        snoozed = doc | await self.store.snooze(doc, until, session)
+        event = ReminderSnoozed(**reminder_ref(snoozed), snoozed_until=until, snoozed_at=now)
         await self.outbox.stage(session, event, time=now)
         return snoozed, clamped
 
@@ -211,9 +185,7 @@ class Scheduler:
         """Replace a client's preferences and reschedule their waiting reminders by them."""
         doc = {**fields, "practice_id": practice_id, "client_id": client_id, "updated_at": self.clock.now()}
         doc["updated_by"] = by
-        await self.store.preferences.replace_one(
-            {"practice_id": practice_id, "client_id": client_id}, doc, upsert=True, session=session
-        )
+        await self.store.replace_preferences(doc, session)
         await self.reapply_preferences(practice_id, client_id, session)
         return doc
 
@@ -230,6 +202,7 @@ class Scheduler:
     ) -> None:
         """Make the stored occurrences closing after ``since`` and their reminders match ``plan``; save the plan.
 
+        The decisions are pure (``reconciling``); this reads what they compare and writes what they decide.
         ``fresh``: the plan is new, so nothing is stored for it yet (no look-ups); if it turns out to
         exist after all, nothing is written.
         """
@@ -237,131 +210,28 @@ class Scheduler:
         until = expanded_until
         if plan.state == "active":
             until = max(until, max(now, plan.created_at) + self.horizon)
-        expected = list(expected_occurrences(plan, since=since, until=until))
+        expected = expected_occurrences(plan, since=since, until=until)
         stored = {} if fresh else await self.store.occurrences_closing_after(plan.assignment_id, since, session)
         prefs = await self.store.preferences_of(plan.practice_id, plan.client_id, session)
-
-        occ_ops: list[Any] = []
-        wanted: dict[str, list[PlannedReminder]] = {}
-        stop: dict[str, CancelReason] = {}
-        seen: set[str] = set()
-        for occ, segment in expected:
-            oid = occ.occurrence_id
-            seen.add(oid)
-            doc = stored.get(oid)
-            if doc is not None and doc["state"] in RESOLVED:
-                continue
-            reason = void_reason(plan, occ)
-            if reason is not None:
-                if doc is not None and doc["state"] == OccurrenceState.PENDING:
-                    occ_ops.append(_set_state(oid, OccurrenceState.VOID, reason))
-                    stop[oid] = reason
-                continue
-            if doc is None:
-                occ_ops.append(InsertOne(occurrence_doc(occ, plan.client_id, plan.practice_id) | {"_id": oid}))
-            elif doc["state"] != OccurrenceState.PENDING or doc["closes_at"] != occ.closes_at:
-                occ_ops.append(_set_state(oid, OccurrenceState.PENDING, None, occ))
-            wanted[oid] = planned_reminders(occ, segment, prefs)
-        for oid, doc in stored.items():
-            if oid not in seen and doc["state"] == OccurrenceState.PENDING:
-                occ_ops.append(_set_state(oid, OccurrenceState.VOID, "assignment_revised"))
-                stop[oid] = "assignment_revised"
-
+        changes = occurrence_changes(plan, expected, stored, prefs)
         exhausted = plan.state == "active" and _nothing_after(plan, until)
         if fresh and not await self.store.insert_plan(plan, until, exhausted, session):
             return  # created before (the same assignment in another event): nothing to do
-        events: list[HomeworkEvent] = []
-        if occ_ops:
-            await self.store.occurrences.bulk_write(occ_ops, ordered=False, session=session)
-        if wanted or stop:
-            existing = [] if fresh else await self.store.reminders_of([*wanted, *stop], session)
-            events += await self._write_reminders(plan, wanted, stop, existing, now, session)
+        await self.store.write_occurrences(changes.occurrence_inserts, changes.occurrence_changes, session)
+        if changes.touched_occurrences:
+            existing = [] if fresh else await self.store.reminders_of(changes.touched_occurrences, session)
+            await self.apply(reminder_changes(changes, plan, existing, now), now, session)
         if not fresh:
             await self.store.save_plan(plan, until, exhausted, session)
+
+    async def apply(self, changes: ReminderChanges, now: datetime, session: AsyncClientSession) -> None:
+        """Write decided reminder changes and stage their events, in the caller's transaction."""
+        await self.store.schedule(changes.writes, session)
+        events = list(changes.events)
+        for reason, docs in changes.cancels.items():
+            events += await self.cancel_reminders(docs, reason, now, session)
         if events:
             await self.stage(session, events, now)
-
-    async def _write_reminders(
-        self,
-        plan: Plan,
-        wanted: dict[str, list[PlannedReminder]],
-        stop: dict[str, CancelReason],
-        existing: list[Doc],
-        now: datetime,
-        session: AsyncClientSession,
-    ) -> list[HomeworkEvent]:
-        by_id = {d["_id"]: d for d in existing}
-        ops: list[Any] = []
-        events: list[HomeworkEvent] = []
-        to_cancel: list[tuple[Doc, CancelReason]] = []
-        planned_ids: set[str] = set()
-        adds = 0
-        for planned in (p for plans in wanted.values() for p in plans):
-            planned_ids.add(planned.reminder_id)
-            doc = by_id.get(planned.reminder_id)
-            op, event, waiting = self._reminder_change(plan, planned, doc, now)
-            adds += waiting
-            if op is not None:
-                ops.append(op)
-            if event is not None:
-                events.append(event)
-            if op is None and planned.due_at is None and doc is not None and doc["state"] in WAITING:
-                to_cancel.append((doc, "quiet_hours"))
-        for doc in existing:
-            if doc["state"] not in WAITING or doc["_id"] in planned_ids:
-                continue
-            reason = stop.get(doc["occurrence_id"], "assignment_revised")
-            to_cancel.append((doc, reason))
-        if ops:
-            await self.store.reminders.bulk_write(ops, ordered=False, session=session)
-            await self.store.count_pending(adds, session)
-        for reason in {r for _, r in to_cancel}:
-            events += await self.cancel_reminders([d for d, r in to_cancel if r == reason], reason, now, session)
-        return events
-
-    def _reminder_change(
-        self, plan: Plan, planned: PlannedReminder, doc: Doc | None, now: datetime
-    ) -> tuple[Any, HomeworkEvent | None, int]:
-        """The write and the event that bring one stored reminder (or its absence) to ``planned``, and 1 when
-        that adds a waiting reminder (a new one, or a cancelled one revived: read in this transaction's
-        snapshot, so the revival's filter matches)."""
-        revivable = doc is None or (doc["state"] == ReminderState.CANCELLED and doc.get("cancel_reason") in REVIVABLE)
-        if revivable and planned.planned_at < plan.not_before:
-            return None, None, 0
-        if planned.due_at is None:
-            if doc is None:
-                fields = reminder_doc(plan, planned, now) | {
-                    "state": ReminderState.CANCELLED,
-                    "cancel_reason": "quiet_hours",
-                    "finished_at": finished_now(),
-                }
-                return InsertOne(fields), cancelled_event(fields, "quiet_hours", now), 0
-            return None, None, 0
-        fields = reminder_doc(plan, planned, now)
-        if doc is None:
-            return InsertOne(fields), scheduled_event(fields), 1
-        if revivable:
-            fields.pop("_id")
-            fields.pop("created_at")
-            revive = UpdateOne(
-                {"_id": planned.reminder_id, "state": ReminderState.CANCELLED},
-                {"$set": fields, "$unset": {"cancel_reason": "", "finished_at": "", "claim_token": ""}},
-            )
-            return revive, scheduled_event(fields | {"_id": planned.reminder_id}), 1
-        if doc["state"] not in WAITING:
-            return None, None, 0
-        moved = doc["scheduled_due"] != planned.due_at or doc["channels"] != [c.value for c in planned.channels]
-        if not moved and doc["title"] == plan.title:
-            return None, None, 0
-        change: dict[str, Any] = {"title": plan.title, "kind": plan.kind.value}
-        if moved:
-            change |= {k: fields[k] for k in ("due_at", "scheduled_due", "planned_at", "channels", "timezone")}
-            change |= {"state": ReminderState.PENDING, "lease_until": EPOCH, "lease_owner": None}
-        op = UpdateOne(
-            {"_id": planned.reminder_id, "state": {"$in": list(WAITING)}},
-            {"$set": change, "$unset": {"claim_token": ""}} if moved else {"$set": change},
-        )
-        return op, scheduled_event(doc | change) if moved else None, 0
 
     async def stage(self, session: AsyncClientSession, events: list[HomeworkEvent], now: datetime) -> None:
         """Stage events with fresh ids (no look-up for earlier copies: there can be none)."""
@@ -374,94 +244,9 @@ class Scheduler:
         """Cancel waiting reminders (any lease is void); returns their ``ReminderCancelled`` events."""
         if not docs:
             return []
-        result = await self.store.reminders.update_many(
-            {"_id": {"$in": [d["_id"] for d in docs]}, "state": {"$in": list(WAITING)}},
-            {
-                "$set": {
-                    "state": ReminderState.CANCELLED,
-                    "cancel_reason": reason,
-                    "finished_at": finished_now(),
-                    "lease_until": EPOCH,
-                    "lease_owner": None,
-                },
-                "$unset": {"claim_token": ""},
-            },
-            session=session,
-        )
-        await self.store.count_pending(-result.modified_count, session)
-        self.metrics.cancelled.labels(reason).inc(result.modified_count)
+        cancelled = await self.store.cancel([d["_id"] for d in docs], reason, session)
+        self.metrics.cancelled.labels(reason).inc(cancelled)
         return [cancelled_event(d, reason, now) for d in docs]
-
-
-# ---------------------------------------------------------------------- documents and events
-
-
-def occurrence_doc(
-    occ: Occurrence, client_id: str, practice_id: str, state: OccurrenceState = OccurrenceState.PENDING
-) -> Doc:
-    """The stored form of an occurrence (without ``_id``)."""
-    return {
-        "assignment_id": occ.assignment_id,
-        "client_id": client_id,
-        "practice_id": practice_id,
-        "local_start": occ.local_start.isoformat(timespec="minutes"),
-        "opens_at": occ.opens_at,
-        "closes_at": occ.closes_at,
-        "state": state,
-    }
-
-
-def _set_state(oid: str, state: OccurrenceState, reason: str | None, occ: Occurrence | None = None) -> UpdateOne:
-    change: dict[str, Any] = {"state": state, "void_reason": reason}
-    if occ is not None:
-        change |= {"opens_at": occ.opens_at, "closes_at": occ.closes_at}
-    return UpdateOne({"_id": oid, "state": {"$in": [OccurrenceState.PENDING, OccurrenceState.VOID]}}, {"$set": change})
-
-
-def reminder_doc(plan: Plan, planned: PlannedReminder, now: datetime) -> Doc:
-    """The stored form of a reminder that waits to fire at ``planned.due_at``."""
-    occ = planned.occurrence
-    return {
-        "_id": planned.reminder_id,
-        "occurrence_id": occ.occurrence_id,
-        "assignment_id": plan.assignment_id,
-        "client_id": plan.client_id,
-        "practice_id": plan.practice_id,
-        "title": plan.title,
-        "kind": plan.kind.value,
-        "timezone": planned.timezone,
-        "opens_at": occ.opens_at,
-        "closes_at": occ.closes_at,
-        "planned_at": planned.planned_at,
-        "scheduled_due": planned.due_at,
-        "due_at": planned.due_at,
-        "channels": [c.value for c in planned.channels],
-        "state": ReminderState.PENDING,
-        "lease_until": EPOCH,
-        "lease_owner": None,
-        "created_at": now,
-    }
-
-
-def _ref(doc: Doc) -> dict[str, Any]:
-    return {
-        "client_id": doc["client_id"],
-        "practice_id": doc["practice_id"],
-        "reminder_id": doc["_id"],
-        "assignment_id": doc["assignment_id"],
-        "occurrence_id": doc["occurrence_id"],
-        "due_at": doc["due_at"] or doc["planned_at"],
-    }
-
-
-def scheduled_event(doc: Doc) -> ReminderScheduled:
-    return ReminderScheduled(
-        **_ref(doc), channels=doc["channels"], timezone=doc["timezone"], closes_at=doc["closes_at"]
-    )
-
-
-def cancelled_event(doc: Doc, reason: CancelReason, now: datetime) -> ReminderCancelled:
-    return ReminderCancelled(**_ref(doc), reason=reason, cancelled_at=now)
 
 
 def _nothing_after(plan: Plan, until: datetime) -> bool:

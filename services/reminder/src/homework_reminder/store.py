@@ -11,11 +11,13 @@ Every query here has an index (``ensure_indexes``). Nothing is kept in memory: w
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
-from pymongo import ASCENDING
+from pymongo import ASCENDING, InsertOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -48,6 +50,51 @@ FINISHED_RETENTION = timedelta(days=45)
 """Fired and cancelled reminders, and finished webhook deliveries, are forgotten after this."""
 UPCOMING = [("practice_id", ASCENDING), ("client_id", ASCENDING), ("state", ASCENDING), ("due_at", ASCENDING)]
 """A client's waiting reminders, soonest first: the practice leads, as in every query by client."""
+
+
+_NO_LEASE: Doc = {"lease_until": EPOCH, "lease_owner": None}
+"""The lease fields of a reminder or delivery nobody holds."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claim on reminders (or deliveries) by one replica, until ``until``, marked with ``token``."""
+
+    owner: str
+    until: datetime
+    token: str
+
+
+def _take(lease: Lease, state: str = ReminderState.CLAIMED) -> Doc:
+    held = {"lease_owner": lease.owner, "lease_until": lease.until, "claim_token": lease.token}
+    return {"$set": {"state": state} | held}
+
+
+def _held(lease: Lease) -> Doc:
+    return {"claim_token": lease.token, "state": ReminderState.CLAIMED, "lease_owner": lease.owner}
+
+
+@dataclass(frozen=True)
+class OccurrenceChange:
+    """A stored occurrence moves to ``state`` (pending or void, with its void reason), and to ``window`` if given."""
+
+    occurrence_id: str
+    state: OccurrenceState
+    reason: str | None = None
+    window: tuple[datetime, datetime] | None = None
+
+
+@dataclass
+class ReminderWrites:
+    """What scheduling writes: new reminders (whole documents), cancelled ones revived (their new fields with
+    ``_id``), and waiting ones changed (id, fields, and whether that gives them a new due instant)."""
+
+    inserts: list[Doc] = field(default_factory=list)
+    revivals: list[Doc] = field(default_factory=list)
+    moves: list[tuple[str, Doc, bool]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.inserts or self.revivals or self.moves)
 
 
 def finished_now() -> datetime:
@@ -155,7 +202,45 @@ class Store:
         ).limit(limit)
         return await cursor.to_list()
 
-    # ------------------------------------------------------------------ reminders
+    async def write_occurrences(self, inserts: list[Doc], changes: list[OccurrenceChange], session: Session) -> None:
+        """Insert new occurrences (with their ``_id``) and move stored ones to pending or void, in one bulk write.
+
+        A state change applies only to an occurrence still pending or void: a resolution read meanwhile wins.
+        """
+        ops: list[Any] = [InsertOne(doc) for doc in inserts]
+        for change in changes:
+            fields: Doc = {"state": change.state, "void_reason": change.reason}
+            if change.window is not None:
+                fields |= {"opens_at": change.window[0], "closes_at": change.window[1]}
+            unresolved = [OccurrenceState.PENDING, OccurrenceState.VOID]
+            ops.append(UpdateOne({"_id": change.occurrence_id, "state": {"$in": unresolved}}, {"$set": fields}))
+        if ops:
+            await self.occurrences.bulk_write(ops, ordered=False, session=session)
+
+    async def resolve_occurrence(self, doc: Doc, state: OccurrenceState, at: datetime, session: Session) -> None:
+        """Mark an occurrence completed or skipped; stored from ``doc`` (with its ``_id``) if it is not yet."""
+        unset = {k: v for k, v in doc.items() if k not in ("_id", "state")}
+        await self.occurrences.update_one(
+            {"_id": doc["_id"]},
+            {"$set": {"state": state, "resolved_at": at}, "$setOnInsert": unset},
+            upsert=True,
+            session=session,
+        )
+
+    async def mark_missed(self, occurrence_ids: list[str], at: datetime, session: Session) -> list[Doc]:
+        """Mark those of these occurrences still pending as missed; returns them (as they were)."""
+        pending = {"_id": {"$in": occurrence_ids}, "state": OccurrenceState.PENDING}
+        docs = await self.occurrences.find(pending, session=session).to_list()
+        if docs:
+            pending["_id"] = {"$in": [d["_id"] for d in docs]}
+            change = {"$set": {"state": OccurrenceState.MISSED, "resolved_at": at}}
+            await self.occurrences.update_many(pending, change, session=session)
+        return docs
+
+    # ------------------------------------------------------------------ reminders: queries
+
+    async def reminder(self, reminder_id: str, session: Session = None) -> Doc | None:
+        return await self.reminders.find_one({"_id": reminder_id}, session=session)
 
     async def reminders_of(self, occurrence_ids: list[str], session: Session) -> list[Doc]:
         cursor = self.reminders.find({"occurrence_id": {"$in": occurrence_ids}}, session=session)
@@ -180,9 +265,8 @@ class Store:
     async def next_due(self, before: datetime) -> datetime | None:
         """When the soonest pending reminder due before ``before`` falls due; None if none is.
 
-        Bounded, so the due index reads only the reminders of that window: unbounded, a server
-        that cannot walk an index in order (the local SecantusDB) reads and sorts every pending
-        reminder to find the first, and the firing loop asks every poll.
+        Bounded by ``before`` (the next poll): kept for a real replica set too, since the answer is only
+        used when it falls before the next poll, and the bound lets an index walk stop at that instant.
         """
         doc = await self.reminders.find_one(
             {"state": ReminderState.PENDING, "due_at": {"$lt": before}},
@@ -191,8 +275,116 @@ class Store:
         )
         return doc["due_at"] if doc else None
 
+    async def due_ids(self, now: datetime, limit: int) -> list[str]:
+        """Pending reminders due by ``now``, soonest first: candidates for a claim."""
+        cursor = (
+            self.reminders.find({"state": ReminderState.PENDING, "due_at": {"$lte": now}}, {"_id": 1})
+            .sort([("state", ASCENDING), ("due_at", ASCENDING)])
+            .limit(limit)
+        )
+        return [d["_id"] async for d in cursor]
+
+    async def expired_claim_ids(self, now: datetime, limit: int) -> list[str]:
+        """Claimed reminders whose lease expired by ``now`` (their replica died or hung): candidates for a takeover."""
+        # Claimed reminders are few (those in flight), so the due index finds them; the lease is checked here.
+        claimed = self.reminders.find({"state": ReminderState.CLAIMED, "due_at": {"$lte": now}}, {"lease_until": 1})
+        return [d["_id"] async for d in claimed if d["lease_until"] < now][:limit]
+
+    async def claimed_with(self, token: str) -> list[str]:
+        """The reminders one claim took (by its token)."""
+        return [d["_id"] async for d in self.reminders.find({"claim_token": token}, {"_id": 1})]
+
+    async def held(self, lease: Lease, session: Session) -> list[Doc]:
+        """The reminders still claimed under ``lease`` (a snooze, a cancel or a takeover may have taken some)."""
+        return await self.reminders.find(_held(lease), session=session).to_list()
+
+    # ------------------------------------------------------------------ reminders: the lifecycle
+    # pending --claim/take_over--> claimed --fire--> fired --snooze--> pending
+    # pending/claimed --cancel--> cancelled --revive--> pending; claimed --release--> pending
+    # Every step that moves a reminder into or out of waiting (pending or claimed) keeps the pending count.
+
+    async def schedule(self, changes: ReminderWrites, session: Session) -> None:
+        """Insert, revive and move reminders in one bulk write; the pending count grows by those that wait anew.
+
+        A revival matches only a reminder still cancelled, a move only one still waiting: both were read in this
+        transaction's snapshot, so the filters match and the count is exact.
+        """
+        ops: list[Any] = [InsertOne(doc) for doc in changes.inserts]
+        for doc in changes.revivals:
+            fields = {k: v for k, v in doc.items() if k not in ("_id", "created_at")} | _NO_LEASE
+            revive = {"$set": fields, "$unset": {"cancel_reason": "", "finished_at": "", "claim_token": ""}}
+            ops.append(UpdateOne({"_id": doc["_id"], "state": ReminderState.CANCELLED}, revive))
+        for reminder_id, fields, rescheduled in changes.moves:
+            update: Doc = {"$set": fields}
+            if rescheduled:  # a new due instant: any lease on the old one is void
+                update = {"$set": fields | {"state": ReminderState.PENDING} | _NO_LEASE, "$unset": {"claim_token": ""}}
+            ops.append(UpdateOne({"_id": reminder_id, "state": {"$in": list(WAITING)}}, update))
+        if ops:
+            await self.reminders.bulk_write(ops, ordered=False, session=session)
+            waiting = sum(1 for d in changes.inserts if d["state"] == ReminderState.PENDING)
+            await self.count_pending(waiting + len(changes.revivals), session)
+
+    async def claim(self, reminder_ids: list[str], lease: Lease) -> int:
+        """Pending to claimed under ``lease``, for those of ``reminder_ids`` still pending; returns how many."""
+        if not reminder_ids:
+            return 0
+        pending = {"_id": {"$in": reminder_ids}, "state": ReminderState.PENDING}
+        return (await self.reminders.update_many(pending, _take(lease))).modified_count
+
+    async def take_over(self, reminder_ids: list[str], lease: Lease, now: datetime) -> int:
+        """Claim reminders whose lease expired by ``now`` under ``lease``; returns how many (another may win some)."""
+        if not reminder_ids:
+            return 0
+        expired = {"_id": {"$in": reminder_ids}, "state": ReminderState.CLAIMED, "lease_until": {"$lt": now}}
+        return (await self.reminders.update_many(expired, _take(lease))).modified_count
+
+    async def fire(self, lease: Lease, now: datetime, session: Session) -> int:
+        """Claimed to fired, for the reminders held under ``lease`` whose window is still open; returns how many."""
+        done = {"state": ReminderState.FIRED, "fired_at": now, "fired_by": lease.owner, "finished_at": finished_now()}
+        result = await self.reminders.update_many(
+            _held(lease) | {"closes_at": {"$gt": now}},
+            {"$set": done | _NO_LEASE, "$unset": {"claim_token": ""}, "$inc": {"fires": 1}},
+            session=session,
+        )
+        await self.count_pending(-result.modified_count, session)
+        return result.modified_count
+
+    async def cancel(self, reminder_ids: list[str], reason: str, session: Session) -> int:
+        """Waiting to cancelled (any lease is void), for those of ``reminder_ids`` still waiting; returns how many."""
+        if not reminder_ids:
+            return 0
+        done = {"state": ReminderState.CANCELLED, "cancel_reason": reason, "finished_at": finished_now()}
+        result = await self.reminders.update_many(
+            {"_id": {"$in": reminder_ids}, "state": {"$in": list(WAITING)}},
+            {"$set": done | _NO_LEASE, "$unset": {"claim_token": ""}},
+            session=session,
+        )
+        await self.count_pending(-result.modified_count, session)
+        return result.modified_count
+
+    async def snooze(self, reminder: Doc, until: datetime, session: Session) -> Doc:
+        """A waiting or fired reminder (as read in ``session``) waits again until ``until``; returns its fields."""
+        change = {"state": ReminderState.PENDING, "due_at": until, "snoozed_until": until} | _NO_LEASE
+        await self.reminders.update_one(
+            {"_id": reminder["_id"], "state": reminder["state"]},
+            {"$set": change, "$unset": {"claim_token": "", "finished_at": ""}},
+            session=session,
+        )
+        if reminder["state"] == ReminderState.FIRED:
+            await self.count_pending(1, session)
+        return change
+
+    async def release(self, owner: str) -> int:
+        """Claimed back to pending, for every lease ``owner`` holds (a graceful shutdown); returns how many."""
+        mine = {"state": ReminderState.CLAIMED, "lease_owner": owner}
+        result = await self.reminders.update_many(mine, {"$set": {"state": ReminderState.PENDING} | _NO_LEASE})
+        return result.modified_count
+
     async def count_pending(self, delta: int, session: Session) -> None:
-        """Add ``delta`` to the number of waiting reminders, in the caller's transaction (one random shard)."""
+        """Add ``delta`` to the number of waiting reminders, in the caller's transaction (one random shard).
+
+        Only the lifecycle steps above call this (and a benchmark that seeds reminders directly).
+        """
         if delta:
             shard = f"{PENDING}:{random.randrange(COUNTER_SHARDS)}"
             await self.counters.update_one({"_id": shard}, {"$inc": {"n": delta}}, session=session)
@@ -200,6 +392,47 @@ class Store:
     async def count_waiting(self) -> int:
         """How many reminders wait to fire (pending or claimed), from the sharded counter: cheap at any size."""
         return sum([int(d["n"]) async for d in self.counters.find({"_id": {"$in": _PENDING_SHARDS}})])
+
+    # ------------------------------------------------------------------ webhook deliveries
+
+    async def queue_deliveries(self, deliveries: list[Doc], session: Session) -> None:
+        """Queue webhook deliveries (ids of already queued ones are skipped: a reminder fires one delivery)."""
+        if not deliveries:
+            return
+        ids = [d["_id"] for d in deliveries]
+        present = {x["_id"] async for x in self.deliveries.find({"_id": {"$in": ids}}, {"_id": 1}, session=session)}
+        fresh = [d for d in deliveries if d["_id"] not in present]
+        if fresh:
+            await self.deliveries.insert_many(fresh, session=session)
+
+    async def claim_deliveries(self, lease: Lease, now: datetime, limit: int) -> list[Doc]:
+        """Take ``lease`` on up to ``limit`` due deliveries and as many whose lease expired; returns them."""
+        due = await (
+            self.deliveries.find({"state": "pending", "next_attempt_at": {"$lte": now}}, {"_id": 1})
+            .sort([("state", ASCENDING), ("next_attempt_at", ASCENDING)])
+            .limit(limit)
+            .to_list()
+        )
+        expired = await (
+            self.deliveries.find({"state": "sending", "lease_until": {"$lt": now}}, {"_id": 1}).limit(limit).to_list()
+        )
+        if not due and not expired:
+            return []
+        take = _take(lease, state="sending")
+        if due:
+            await self.deliveries.update_many({"_id": {"$in": [d["_id"] for d in due]}, "state": "pending"}, take)
+        if expired:
+            ids = [d["_id"] for d in expired]
+            expired_filter = {"_id": {"$in": ids}, "state": "sending", "lease_until": {"$lt": now}}
+            await self.deliveries.update_many(expired_filter, take)
+        return await self.deliveries.find({"claim_token": lease.token}).to_list()
+
+    async def delivery_attempted(self, delivery: Doc, fields: Doc) -> None:
+        """Record an attempt's outcome (``fields``) on a delivery this replica still holds; its lease ends."""
+        await self.deliveries.update_one(
+            {"_id": delivery["_id"], "claim_token": delivery["claim_token"]},
+            {"$set": fields | {"lease_until": EPOCH}, "$unset": {"claim_token": ""}},
+        )
 
     # ------------------------------------------------------------------ preferences and webhooks
 
@@ -214,6 +447,20 @@ class Store:
         """Which of these practices have a webhook."""
         cursor = self.webhooks.find({"_id": {"$in": practice_ids}}, {"_id": 1}, session=session)
         return {d["_id"] async for d in cursor}
+
+    async def webhooks_of(self, practice_ids: list[str]) -> dict[str, Doc]:
+        """These practices' webhooks, by practice id."""
+        return {d["_id"]: d async for d in self.webhooks.find({"_id": {"$in": practice_ids}})}
+
+    async def all_webhooks(self) -> AsyncIterator[Doc]:
+        """Every practice's webhook (for re-encrypting their secrets)."""
+        async for doc in self.webhooks.find({}):
+            yield doc
+
+    async def replace_preferences(self, doc: Doc, session: Session) -> None:
+        """Store a client's preferences (keyed by practice and client), replacing earlier ones."""
+        key = {"practice_id": doc["practice_id"], "client_id": doc["client_id"]}
+        await self.preferences.replace_one(key, doc, upsert=True, session=session)
 
     async def webhook(self, practice_id: str) -> Doc | None:
         return await self.webhooks.find_one({"_id": practice_id})
@@ -233,8 +480,8 @@ class Store:
     async def reseal_webhook_secret(self, webhook: Doc, secret_ciphertext: str) -> bool:
         """Replace the secret of ``webhook`` (as read) with ``secret_ciphertext``; False if it changed meanwhile."""
         unchanged = {"_id": webhook["_id"], "updated_at": webhook["updated_at"]}
-        for field in ("secret", "secret_ciphertext"):
-            unchanged[field] = webhook.get(field, {"$exists": False})
+        for name in ("secret", "secret_ciphertext"):
+            unchanged[name] = webhook.get(name, {"$exists": False})
         result = await self.webhooks.update_one(
             unchanged, {"$set": {"secret_ciphertext": secret_ciphertext}, "$unset": {"secret": ""}}
         )

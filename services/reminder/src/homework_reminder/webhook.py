@@ -35,12 +35,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from pymongo import ASCENDING
 
 from homework_reminder.config import ReminderSettings
 from homework_reminder.egress import AddressRefused
 from homework_reminder.metrics import ReminderMetrics
-from homework_reminder.store import EPOCH, Doc, Store
+from homework_reminder.store import Doc, Lease, Store
 from homework_reminder.webhook_secrets import SecretBox, SecretUnreadable
 from homework_shared.events import ReminderSent
 
@@ -113,10 +112,7 @@ class WebhookDelivery:
         batch = await self._claim()
         if not batch:
             return 0
-        hooks = {
-            d["_id"]: d
-            async for d in self.store.webhooks.find({"_id": {"$in": sorted({b["practice_id"] for b in batch})}})
-        }
+        hooks = await self.store.webhooks_of(sorted({b["practice_id"] for b in batch}))
         gate = asyncio.Semaphore(self.settings.webhook_concurrency)
 
         async def one(delivery: Doc) -> None:
@@ -128,36 +124,8 @@ class WebhookDelivery:
 
     async def _claim(self) -> list[Doc]:
         now = datetime.now(UTC)
-        deliveries = self.store.deliveries
-        due = await (
-            deliveries.find({"state": "pending", "next_attempt_at": {"$lte": now}}, {"_id": 1})
-            .sort([("state", ASCENDING), ("next_attempt_at", ASCENDING)])
-            .limit(self.batch_size)
-            .to_list()
-        )
-        expired = await (
-            deliveries.find({"state": "sending", "lease_until": {"$lt": now}}, {"_id": 1})
-            .limit(self.batch_size)
-            .to_list()
-        )
-        if not due and not expired:
-            return []
-        token = uuid.uuid4().hex
-        lease = {
-            "$set": {
-                "state": "sending",
-                "lease_owner": self.owner,
-                "lease_until": now + self.lease,
-                "claim_token": token,
-            }
-        }
-        if due:
-            await deliveries.update_many({"_id": {"$in": [d["_id"] for d in due]}, "state": "pending"}, lease)
-        if expired:
-            await deliveries.update_many(
-                {"_id": {"$in": [d["_id"] for d in expired]}, "state": "sending", "lease_until": {"$lt": now}}, lease
-            )
-        return await deliveries.find({"claim_token": token}).to_list()
+        lease = Lease(self.owner, now + self.lease, uuid.uuid4().hex)
+        return await self.store.claim_deliveries(lease, now, self.batch_size)
 
     async def _send(self, delivery: Doc, hook: Doc | None) -> None:
         attempt = int(delivery.get("attempts", 0)) + 1
@@ -188,13 +156,8 @@ class WebhookDelivery:
             return
         if 200 <= response.status_code < 300:
             now = datetime.now(UTC)
-            await self.store.deliveries.update_one(
-                {"_id": delivery["_id"], "claim_token": delivery["claim_token"]},
-                {
-                    "$set": {"state": "delivered", "attempts": attempt, "delivered_at": now, "finished_at": now},
-                    "$unset": {"claim_token": ""},
-                },
-            )
+            delivered = {"state": "delivered", "attempts": attempt, "delivered_at": now, "finished_at": now}
+            await self.store.delivery_attempted(delivery, delivered)
             self.metrics.webhook_deliveries.inc()
             return
         await self._failed(delivery, attempt, f"http_{response.status_code // 100}xx", f"HTTP {response.status_code}")
@@ -203,13 +166,10 @@ class WebhookDelivery:
         self.metrics.webhook_failures.labels(reason).inc()
         now = datetime.now(UTC)
         give_up = final or attempt >= self.settings.webhook_max_attempts
-        change: dict[str, Any] = {"attempts": attempt, "last_error": error[:500], "lease_until": EPOCH}
+        change: dict[str, Any] = {"attempts": attempt, "last_error": error[:500]}
         if give_up:
             change |= {"state": "failed", "finished_at": now}
             log.warning("webhook delivery %s failed for good: %s", delivery["_id"], error[:200])
         else:
             change |= {"state": "pending", "next_attempt_at": now + timedelta(seconds=self.delay(attempt))}
-        await self.store.deliveries.update_one(
-            {"_id": delivery["_id"], "claim_token": delivery["claim_token"]},
-            {"$set": change, "$unset": {"claim_token": ""}},
-        )
+        await self.store.delivery_attempted(delivery, change)

@@ -94,7 +94,7 @@ class ResealReport:
 async def reseal(store: Store, box: SecretBox) -> ResealReport:
     """Encrypt every plaintext secret and re-encrypt every secret under an older key; safe to run concurrently."""
     report = ResealReport()
-    async for webhook in store.webhooks.find({}):
+    async for webhook in store.all_webhooks():
         try:
             ciphertext = box.resealed(webhook)
         except SecretUnreadable as exc:
