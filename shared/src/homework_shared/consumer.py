@@ -251,7 +251,9 @@ class EventConsumer:
         What an event costs depends on the event (an assignment created stores a fortnight of
         reminders, a completion a few documents) and on how busy the database is. A long
         transaction holds its documents longer and, if it outlives the driver's socket timeout,
-        is abandoned and redone: the group must shrink before that happens.
+        is abandoned and redone: the group must shrink before that happens. Kept for a real replica
+        set too: there every writer of a document a running transaction wrote is aborted at once
+        (``WriteConflict``), so the longer a shared transaction runs, the more others it aborts.
         """
         if seconds > self.group_target_s:
             self.group_limit = max(1, self.group_limit // 2)

@@ -21,7 +21,7 @@ from homework_reminder.config import ReminderSettings
 from homework_reminder.firing import Firing, lateness
 from homework_reminder.handlers import Scheduler
 from homework_reminder.metrics import ReminderMetrics
-from homework_reminder.store import Store
+from homework_reminder.store import FOLD_BATCH, Store
 from homework_reminder.webhook import WebhookDelivery
 from homework_shared.clock import Clock
 from homework_shared.mongo import MongoClient, run_in_transaction
@@ -166,5 +166,7 @@ class Workers:
         return 0.0 if sent else HOUSEKEEPING_S
 
     async def count_pending(self) -> float:
+        """Fold the pending count's deltas (all of them, a batch at a time), then set the gauge."""
+        folded = await self.store.fold_pending(self.mongo)
         self.metrics.pending.set(await self.store.count_waiting())
-        return self.settings.pending_gauge_every_s
+        return 0.0 if folded >= FOLD_BATCH else self.settings.pending_gauge_every_s

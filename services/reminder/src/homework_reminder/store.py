@@ -10,7 +10,7 @@ Every query here has an index (``ensure_indexes``). Nothing is kept in memory: w
 
 from __future__ import annotations
 
-import random
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -35,6 +35,7 @@ from homework_reminder.domain import (
 from homework_reminder.held import HELD
 from homework_shared.events import Channel, HomeworkKind, ReminderWish, Schedule
 from homework_shared.export import OPERATIONAL, ClientData, ClientKey, by_assignment, by_client
+from homework_shared.mongo import MongoClient, run_in_transaction
 
 Doc = dict[str, Any]
 Session = AsyncClientSession | None
@@ -42,16 +43,21 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 PENDING = "pending"
 COUNTER_SHARDS = 32
-"""The number of waiting reminders is kept in this many counter documents (``counters``), each write
-adding to a random one: transactions rarely touch the same one, and the sum is a 32-document read.
-Counting the reminders themselves would read every waiting reminder (about 30 s per million on SecantusDB)."""
+"""Counter documents ``pending:0`` to ``pending:31`` of earlier versions, each written by a random transaction;
+they are still summed (their counts stand), and new changes land in deltas (see ``count_pending``)."""
 _PENDING_SHARDS = [f"{PENDING}:{i}" for i in range(COUNTER_SHARDS)]
+_PENDING_BASE = _PENDING_SHARDS[0]
+_PENDING_DELTA = f"{PENDING}+"
+_ALL_PENDING = {"_id": {"$gt": PENDING, "$lt": f"{PENDING}~"}}
+"""Every counter document of the pending count: the shards (``pending:<i>``) and the deltas (``pending+<id>``)."""
+FOLD_BATCH = 1000
 FINISHED_RETENTION = timedelta(days=45)
 """Fired and cancelled reminders, and finished webhook deliveries, are forgotten after this."""
 UPCOMING = [("practice_id", ASCENDING), ("client_id", ASCENDING), ("state", ASCENDING), ("due_at", ASCENDING)]
 """A client's waiting reminders, soonest first: the practice leads, as in every query by client."""
 
 
+_SUM: Doc = {"$group": {"_id": None, "n": {"$sum": "$n"}}}
 _NO_LEASE: Doc = {"lease_until": EPOCH, "lease_owner": None}
 """The lease fields of a reminder or delivery nobody holds."""
 
@@ -139,8 +145,8 @@ class Store:
         await self.deliveries.create_index([("state", ASCENDING), ("lease_until", ASCENDING)], name="leases")
         await self.deliveries.create_index("claim_token", name="claim_token", sparse=True)
         await self.deliveries.create_index("finished_at", name="finished_ttl", expireAfterSeconds=ttl)
-        for shard in _PENDING_SHARDS:  # created up front: an upsert race inside transactions would abort them
-            await self.counters.update_one({"_id": shard}, {"$setOnInsert": {"n": 0}}, upsert=True)
+        # Created up front: an upsert race inside transactions would abort them.
+        await self.counters.update_one({"_id": _PENDING_BASE}, {"$setOnInsert": {"n": 0}}, upsert=True)
 
     # ------------------------------------------------------------------ plans
 
@@ -381,17 +387,40 @@ class Store:
         return result.modified_count
 
     async def count_pending(self, delta: int, session: Session) -> None:
-        """Add ``delta`` to the number of waiting reminders, in the caller's transaction (one random shard).
+        """Add ``delta`` to the number of waiting reminders, in the caller's transaction.
 
+        Each change is a new document (``pending+<id>``), never an update of a shared one: on a replica set
+        every transaction writing one document at once but the first is aborted (``WriteConflict``), so a
+        shared counter, even split in 32 shards written at random, made concurrent schedulers and firing
+        loops redo their transactions. An insert conflicts with nothing; ``fold_pending`` adds the deltas up.
         Only the lifecycle steps above call this (and a benchmark that seeds reminders directly).
         """
         if delta:
-            shard = f"{PENDING}:{random.randrange(COUNTER_SHARDS)}"
-            await self.counters.update_one({"_id": shard}, {"$inc": {"n": delta}}, session=session)
+            doc = {"_id": f"{_PENDING_DELTA}{uuid.uuid4().hex}", "n": delta}
+            await self.counters.insert_one(doc, session=session)
 
     async def count_waiting(self) -> int:
-        """How many reminders wait to fire (pending or claimed), from the sharded counter: cheap at any size."""
-        return sum([int(d["n"]) async for d in self.counters.find({"_id": {"$in": _PENDING_SHARDS}})])
+        """How many reminders wait to fire (pending or claimed): the sum of the counter documents, cheap at any
+        size (the deltas are folded every ``PENDING_GAUGE_EVERY_S``)."""
+        totals = await (await self.counters.aggregate([{"$match": _ALL_PENDING}, _SUM])).to_list()
+        return int(totals[0]["n"]) if totals else 0
+
+    async def fold_pending(self, client: MongoClient) -> int:
+        """Add up to ``FOLD_BATCH`` deltas into ``pending:0`` and delete them, in one transaction; returns how many.
+
+        Two replicas folding the same deltas conflict: one is redone, and then finds them gone.
+        """
+
+        async def fold(session: AsyncClientSession) -> int:
+            deltas = self.counters.find({"_id": {"$gt": _PENDING_DELTA, "$lt": f"{_PENDING_DELTA}~"}}, session=session)
+            docs = await deltas.limit(FOLD_BATCH).to_list()
+            if docs:
+                await self.counters.delete_many({"_id": {"$in": [d["_id"] for d in docs]}}, session=session)
+                total = sum(int(d["n"]) for d in docs)
+                await self.counters.update_one({"_id": _PENDING_BASE}, {"$inc": {"n": total}}, session=session)
+            return len(docs)
+
+        return await run_in_transaction(client, fold)
 
     # ------------------------------------------------------------------ webhook deliveries
 
