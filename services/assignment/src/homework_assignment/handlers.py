@@ -167,9 +167,10 @@ class AssignmentHandlers:
                 after = before.cancel(now)
             case "end":
                 after = before.end(now, "ended_by_therapist")
-        await self.store.replace(before, after, session)
         await self.outbox.stage(session, status_changed(after, now), time=now)
         await self._audit(session, principal, action, before, after, now)
+        # The assignment last: a completion batch writing it meanwhile makes this transaction redo, so hold it briefly.
+        await self.store.replace(before, after, session)
         return after
 
     # ------------------------------------------------------------ the schedule

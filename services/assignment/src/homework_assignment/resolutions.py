@@ -6,18 +6,22 @@ round trips; here one writer task takes every request waiting and writes them to
 1. read their assignments and which of their occurrences are already resolved (two finds);
 2. apply the domain rules to each request, in that request's own context, so its event and
    audit entry carry its request and trace ids; a request a rule refuses gets its own error;
-3. count the resolutions on their assignments (one bulk write; the write also makes a
+3. insert the resolutions, outbox records, audit entries and remembered responses (one insert each);
+4. count the resolutions on their assignments (one bulk write; the write also makes a
    concurrent pause, cancel or revision of the same assignment conflict with this transaction,
-   so nothing is recorded after a pause);
-4. insert the resolutions, outbox records, audit entries and remembered responses (one insert each);
+   so nothing is recorded after a pause). Last, so the assignments are held only until the commit;
 5. commit. Transient errors rerun the whole transaction.
 
 A batch is cut ``linger_s`` after its first request arrives (3 ms), so requests answered by
 the previous commit can join it.
 
-If the batch runs into a unique index (two requests racing for one occurrence or one
-idempotency key), each of its requests is written again alone, which gives each its exact
-answer; a request that still clashes alone gets :class:`Clash`. Only one transaction is in
+Two requests of one batch with one idempotency key cannot both be written: the second gets
+:class:`Clash` at once (the API then replays the first's answer, or refuses a reuse), without
+costing the batch a transaction. When an insert runs into a unique index all the same (another
+replica took the occurrence or key meanwhile), the request it names gets :class:`Clash` and the
+others are written again together: on a replica set every aborted group is a whole transaction
+redone, so one clash costs one retry, not one per request. A clash that names no request (or a
+concurrent change of an assignment) has each request written again alone. Only one transaction is in
 flight per process: requests arriving meanwhile form the next batch, so a lone request waits
 for nothing and a busy service writes in large batches. When a batch fails because the database
 cannot be reached, the requests queued behind it fail with it, at once, instead of each batch
@@ -51,6 +55,7 @@ from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.outbox import Outbox
 
 log = logging.getLogger(__name__)
+DUPLICATE_KEY = 11000
 
 Decide = Callable[[Assignment, datetime], Resolution]
 """The domain rule of one request (``record_completion`` or ``record_skip`` with its fields bound)."""
@@ -62,6 +67,14 @@ class Clash(Exception):
 
 class _Raced(Exception):
     """An assignment changed between the read and the write of a batch."""
+
+
+class _Clashed(Exception):
+    """One request's insert hit a unique index: it is answered alone, the rest of its batch written again."""
+
+    def __init__(self, request: ResolutionRequest) -> None:
+        super().__init__(request.occurrence_id)
+        self.request = request
 
 
 @dataclass(eq=False)
@@ -144,6 +157,11 @@ class ResolutionWriter:
             self.batch_sizes.observe(len(batch))
         try:
             outcomes = await run_in_transaction(self.client, lambda session: self._write(session, batch))
+        except _Clashed as clash:
+            log.info("a resolution of a batch of %d clashed with one written before; writing the others", len(batch))
+            _settle(clash.request, Clash(str(clash.__cause__)))
+            await self._flush([r for r in batch if r is not clash.request])
+            return
         except (DuplicateKeyError, BulkWriteError, _Raced) as error:
             if len(batch) == 1:
                 _settle(batch[0], Clash(str(error)))
@@ -172,24 +190,33 @@ class ResolutionWriter:
         taken = await self.store.resolved_among([r.occurrence_id for r in batch], session)
         outcomes: list[tuple[ResolutionRequest, Any]] = []
         accepted: list[_Accepted] = []
+        keys: set[str] = set()
         for request in batch:
+            key = f"{caller_scope(request.principal)}:{request.idempotency[0]}" if request.idempotency else None
+            if key in keys:  # the same key twice in one batch: the first one's answer is the answer
+                outcomes.append((request, Clash(f"idempotency key {request.idempotency} used twice in one batch")))
+                continue
             try:
                 item = request.context.run(self._accept, request, assignments.get(request.assignment_id), taken)
             except DomainError as error:
                 outcomes.append((request, error))
                 continue
             taken.add(request.occurrence_id)
+            if key is not None:
+                keys.add(key)
             accepted.append(item)
             outcomes.append((request, item.body))
         if accepted:
-            if not await self.store.count_resolutions(Counter(item.assignment.id for item in accepted), session):
-                raise _Raced
-            await self.store.resolutions.insert_many([i.resolution for i in accepted], session=session)
+            await _insert(self.store.resolutions.insert_many, accepted, [i.resolution for i in accepted], session)
             await self.outbox.stage_prepared(session, [i.record for i in accepted], check_existing=False)
             await self.store.audit_log.insert_many([i.audit for i in accepted], session=session)
-            keys = [i.remembered for i in accepted if i.remembered is not None]
-            if keys:
-                await self.store.idempotency_keys.insert_many(keys, session=session)
+            keyed = [i for i in accepted if i.remembered is not None]
+            if keyed:
+                await _insert(self.store.idempotency_keys.insert_many, keyed, [i.remembered for i in keyed], session)
+            # The assignments last: a pause writing one meanwhile is aborted (write conflict) and redone after this
+            # commits, so the shorter this transaction holds them, the fewer times it is redone.
+            if not await self.store.count_resolutions(Counter(item.assignment.id for item in accepted), session):
+                raise _Raced
         return outcomes
 
     def _accept(self, request: ResolutionRequest, a: Assignment | None, taken: set[str]) -> _Accepted:
@@ -212,6 +239,17 @@ class ResolutionWriter:
             if request.idempotency
             else None,
         )
+
+
+async def _insert(insert_many: Any, items: list[_Accepted], docs: list[Any], session: AsyncClientSession) -> None:
+    """Insert ``docs`` (one per item, in order); a duplicate key raises ``_Clashed`` naming the item's request."""
+    try:
+        await insert_many(docs, session=session)
+    except BulkWriteError as error:
+        first = (error.details.get("writeErrors") or [{}])[0]
+        if first.get("code") == DUPLICATE_KEY and isinstance(first.get("index"), int) and first["index"] < len(items):
+            raise _Clashed(items[first["index"]].request) from error
+        raise
 
 
 def _settle(request: ResolutionRequest, outcome: Any) -> None:
