@@ -120,6 +120,20 @@ TABLE: dict[Route, Expect] = {
     ("assignment", "GET", "/v1/clients/{client_id}/export"): Expect("client", THERAPISTS, {"client_id": "client"}),
     ("assignment", "GET", "/v1/me/export"): Expect("own", CLIENT),
     ("assignment", "GET", "/v1/clients/{client_id}/export-part"): Expect("client", ANYONE, {"client_id": "client"}),
+    # Erasure (docs/data-rights.md): an admin asks; therapists and admins see the state. About a client the
+    # fixture erased in both practices, so the owner's request is a replay (200) and B's therapist sees B's own.
+    ("assignment", "POST", "/v1/clients/{client_id}/erasure"): Expect(
+        "client", ADMIN, {"client_id": "erasable"}, owner_role="admin"
+    ),
+    ("assignment", "GET", "/v1/clients/{client_id}/erasure"): Expect("client", THERAPISTS, {"client_id": "erasable"}),
+    # Retention: an admin sets the practice's; therapists read it. The read audit: admins only.
+    ("assignment", "GET", "/v1/practices/{practice_id}/retention"): Expect(
+        "practice", THERAPISTS, {"practice_id": "practice"}, owner_role="admin"
+    ),
+    ("assignment", "PUT", "/v1/practices/{practice_id}/retention"): Expect(
+        "practice", ADMIN, {"practice_id": "practice"}, body=lambda w: {"days": 3650}, owner_role="admin"
+    ),
+    ("assignment", "GET", "/v1/audit"): Expect("own", ADMIN, owner_role="admin"),
     # ------------------------------------------------------------ reminder service
     ("reminder", "GET", "/healthz"): Expect("public"),
     ("reminder", "GET", "/readyz"): Expect("public"),
@@ -133,6 +147,7 @@ TABLE: dict[Route, Expect] = {
         "client", ANYONE, {"client_id": "client"}, body=lambda w: {"channels": ["push"]}
     ),
     ("reminder", "GET", "/v1/clients/{client_id}/export-part"): Expect("client", ANYONE, {"client_id": "client"}),
+    ("reminder", "GET", "/v1/audit-part"): Expect("own", ADMIN, owner_role="admin"),
     # Webhooks: only an admin sets or deletes them; a therapist may read.
     ("reminder", "PUT", "/v1/practices/{practice_id}/webhook"): Expect(
         "practice",
@@ -163,6 +178,7 @@ TABLE: dict[Route, Expect] = {
     ),
     ("insights", "GET", "/v1/clients/{client_id}/summaries"): Expect("client", THERAPISTS, {"client_id": "client"}),
     ("insights", "GET", "/v1/clients/{client_id}/export-part"): Expect("client", ANYONE, {"client_id": "client"}),
+    ("insights", "GET", "/v1/audit-part"): Expect("own", ADMIN, owner_role="admin"),
     ("insights", "GET", "/v1/summaries/{summary_id}"): Expect("object", THERAPISTS, {"summary_id": "summary"}),
     ("insights", "GET", "/v1/summaries/{summary_id}/html"): Expect("object", THERAPISTS, {"summary_id": "summary"}),
 }
@@ -347,6 +363,12 @@ def world(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
                 headers=bearer(mint_token(sub="c-1", role="client", practice_id=w.practice_a)),
             )
             assert occurrences.status_code == 200, occurrences.text
+            for practice in (w.practice_a, w.practice_b):
+                erased = http.post(
+                    f"{w.url('assignment')}/v1/clients/c-erased/erasure",
+                    headers=bearer(mint_token(sub="admin-a", role="admin", practice_id=practice)),
+                )
+                assert erased.status_code == 202, erased.text
         w.ids = {
             "assignment": a["assignment"]["id"],
             "mutable": a["mutable"]["id"],
@@ -355,6 +377,7 @@ def world(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
             "reminder": a["reminder"],
             "summary": a["summary"],
             "client": "c-1",
+            "erasable": "c-erased",
             "practice": w.practice_a,
         }
         yield w
