@@ -44,6 +44,7 @@ from homework_shared.events import (
 )
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.outbox import Outbox
+from homework_shared.read_audit import audited
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +279,9 @@ async def request_erasure(client_id: ClientId, principal: AdminDep, e: ErasuresD
     return JSONResponse(body, status_code=202 if created else 200)
 
 
-@router.get("/clients/{client_id}/erasure", response_model=ErasurePublic, responses=_RESPONSES)
+@router.get(
+    "/clients/{client_id}/erasure", response_model=ErasurePublic, responses=_RESPONSES, dependencies=[audited()]
+)
 async def get_erasure(client_id: ClientId, principal: TherapistDep, e: ErasuresDep) -> ErasurePublic:
     """Where the client's erasure stands in each service: pending, or completed with when and what was removed."""
     doc = await e.get(principal.practice_id, client_id)
