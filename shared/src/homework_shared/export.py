@@ -191,6 +191,7 @@ def export_part_router(data: ClientData, error_body: type[BaseModel]) -> APIRout
         if not can_see_client(principal, client_id, principal.practice_id):
             raise NotFound("client_not_found", "no such client visible to the caller")
         rt = request.app.state.runtime
+        await request.app.state.read_audit.flush()  # this read's own entry is part of what it returns
         key = await client_key(rt.db, data, principal.practice_id, client_id)
         max_documents: int = request.app.state.settings.export_max_documents
         return await export_part(rt.db, data, key, rt.clock.now(), max_documents)

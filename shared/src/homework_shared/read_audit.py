@@ -78,6 +78,7 @@ class ReadAudit:
         self.max_pending = max_pending
         self._pending: list[Doc] = []
         self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.recorded = Counter("read_audit_recorded_total", "Read-audit entries written", registry=registry)
@@ -147,7 +148,15 @@ class ReadAudit:
                 log.warning("writing the read audit failed; the entries wait for the next try", exc_info=True)
 
     async def flush(self) -> int:
-        """Write what waits, in batches; on failure the batch goes back to the front (bounded)."""
+        """Write what waits, in batches; on failure the batch goes back to the front (bounded).
+
+        One flush at a time: a caller that flushes to read its own entries back (the export, the
+        audit query) waits for a batch another flush has taken and not yet written.
+        """
+        async with self._writing:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         written = 0
         while self._pending:
             batch = self._pending[: self.max_batch]

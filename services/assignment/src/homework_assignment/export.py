@@ -113,6 +113,7 @@ async def gather_export(request: Request, principal: Principal, client_id: str) 
     rt = request.app.state.runtime
     token = request.headers["Authorization"]  # present: the principal was verified from it
     timeout = httpx.Timeout(settings.export_timeout_s)
+    await request.app.state.read_audit.flush()  # this read's own entry is part of what it returns
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
         key = await client_key(rt.db, CLIENT_DATA, principal.practice_id, client_id)
         own = export_part(rt.db, CLIENT_DATA, key, rt.clock.now(), settings.export_max_documents)
