@@ -37,6 +37,7 @@ def _assignment(client_id: str) -> dict[str, Any]:
         "client_id": client_id,
         "kind": "mood_log",
         "title": "Evening mood rating",
+        "instructions": "Rate your mood from 0 to 10.",
         "schedule": {
             "type": "recurring",
             "timezone": "Europe/Berlin",
