@@ -14,6 +14,7 @@ Run alone: ``uv run python -m tests.bench.run_all read_audit``.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -42,7 +43,7 @@ def _assignment(client_id: str) -> dict[str, Any]:
             "type": "recurring",
             "timezone": "Europe/Berlin",
             "rrule": "FREQ=DAILY",
-            "starts_at": "2026-03-21T20:00:00",
+            "starts_at": (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT20:00:00"),
             "count": 14,
             "window_minutes": 120,
         },

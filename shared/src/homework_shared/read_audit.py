@@ -325,6 +325,7 @@ def audit_part_router(error_body: type[BaseModel]) -> APIRouter:
         for code, text in {
             401: "No bearer token, or one that does not verify",
             403: "Only an admin reads the audit",
+            404: "No such route",
             422: "Invalid filter or cursor, naming it",
             503: "The database cannot be reached",
         }.items()
