@@ -58,7 +58,8 @@ MEANINGS: dict[str, str] = {
     "survives one broker loss.",
     "TOPIC_RETENTION_MS": "`retention.ms` of a created topic (7 days by default); at most the consumers' "
     "`PROCESSED_EVENT_TTL_S`.",
-    "INCLUDE_FREE_TEXT": "Whether free-text notes travel in events (health data: off unless needed).",
+    "INCLUDE_FREE_TEXT": "Whether free-text notes travel in events, sealed with a per-client key deleted on erasure "
+    "(health data: off unless needed).",
     "MONGODB_URI": "MongoDB connection string; a replica set (transactions need one), credentials included.",
     "MONGODB_DATABASE": "The service's own database.",
     "MONGO_TIMEOUT_MS": "Server selection and connect timeout: with MongoDB down a request fails (503) in this time.",

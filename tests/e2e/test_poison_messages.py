@@ -68,9 +68,15 @@ SAMPLE: dict[str, type[HomeworkEvent]] = {
     "insights": AdherenceAlertRaised,
 }
 """A type of each stream, whose headers the poison borrows."""
-CONSUMERS = {"assignment": ["reminder", "insights"], "reminder": ["insights"], "insights": []}
+CONSUMERS = {
+    "assignment": ["reminder", "insights", "assignment"],
+    "reminder": ["insights", "assignment"],
+    "insights": ["assignment"],
+}
 """The consumer groups of each stream (the service name is the group), as the services are documented
-to subscribe; the test checks it against the groups' committed offsets on the broker."""
+to subscribe; the test checks it against the groups' committed offsets on the broker. The assignment
+service reads every stream for the erasure saga's events (docs/data-rights.md) and ignores the rest, so
+it parks undecodable records but never an event it cannot apply."""
 
 
 @dataclass(frozen=True)

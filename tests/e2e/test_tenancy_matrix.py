@@ -120,6 +120,20 @@ TABLE: dict[Route, Expect] = {
     ("assignment", "GET", "/v1/clients/{client_id}/export"): Expect("client", THERAPISTS, {"client_id": "client"}),
     ("assignment", "GET", "/v1/me/export"): Expect("own", CLIENT),
     ("assignment", "GET", "/v1/clients/{client_id}/export-part"): Expect("client", ANYONE, {"client_id": "client"}),
+    # Erasure (docs/data-rights.md): an admin asks; therapists and admins see the state. About a client the
+    # fixture erased in both practices, so the owner's request is a replay (200) and B's therapist sees B's own.
+    ("assignment", "POST", "/v1/clients/{client_id}/erasure"): Expect(
+        "client", ADMIN, {"client_id": "erasable"}, owner_role="admin"
+    ),
+    ("assignment", "GET", "/v1/clients/{client_id}/erasure"): Expect("client", THERAPISTS, {"client_id": "erasable"}),
+    # Retention: an admin sets the practice's; therapists read it. The read audit: admins only.
+    ("assignment", "GET", "/v1/practices/{practice_id}/retention"): Expect(
+        "practice", THERAPISTS, {"practice_id": "practice"}, owner_role="admin"
+    ),
+    ("assignment", "PUT", "/v1/practices/{practice_id}/retention"): Expect(
+        "practice", ADMIN, {"practice_id": "practice"}, body=lambda w: {"days": 3650}, owner_role="admin"
+    ),
+    ("assignment", "GET", "/v1/audit"): Expect("own", ADMIN, owner_role="admin"),
     # ------------------------------------------------------------ reminder service
     ("reminder", "GET", "/healthz"): Expect("public"),
     ("reminder", "GET", "/readyz"): Expect("public"),
@@ -133,6 +147,7 @@ TABLE: dict[Route, Expect] = {
         "client", ANYONE, {"client_id": "client"}, body=lambda w: {"channels": ["push"]}
     ),
     ("reminder", "GET", "/v1/clients/{client_id}/export-part"): Expect("client", ANYONE, {"client_id": "client"}),
+    ("reminder", "GET", "/v1/audit-part"): Expect("own", ADMIN, owner_role="admin"),
     # Webhooks: only an admin sets or deletes them; a therapist may read.
     ("reminder", "PUT", "/v1/practices/{practice_id}/webhook"): Expect(
         "practice",
@@ -163,6 +178,7 @@ TABLE: dict[Route, Expect] = {
     ),
     ("insights", "GET", "/v1/clients/{client_id}/summaries"): Expect("client", THERAPISTS, {"client_id": "client"}),
     ("insights", "GET", "/v1/clients/{client_id}/export-part"): Expect("client", ANYONE, {"client_id": "client"}),
+    ("insights", "GET", "/v1/audit-part"): Expect("own", ADMIN, owner_role="admin"),
     ("insights", "GET", "/v1/summaries/{summary_id}"): Expect("object", THERAPISTS, {"summary_id": "summary"}),
     ("insights", "GET", "/v1/summaries/{summary_id}/html"): Expect("object", THERAPISTS, {"summary_id": "summary"}),
 }
@@ -347,6 +363,12 @@ def world(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
                 headers=bearer(mint_token(sub="c-1", role="client", practice_id=w.practice_a)),
             )
             assert occurrences.status_code == 200, occurrences.text
+            for practice in (w.practice_a, w.practice_b):
+                erased = http.post(
+                    f"{w.url('assignment')}/v1/clients/c-erased/erasure",
+                    headers=bearer(mint_token(sub="admin-a", role="admin", practice_id=practice)),
+                )
+                assert erased.status_code == 202, erased.text
         w.ids = {
             "assignment": a["assignment"]["id"],
             "mutable": a["mutable"]["id"],
@@ -355,6 +377,7 @@ def world(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
             "reminder": a["reminder"],
             "summary": a["summary"],
             "client": "c-1",
+            "erasable": "c-erased",
             "practice": w.practice_a,
         }
         yield w
@@ -455,3 +478,52 @@ def test_every_documented_route_has_an_entry_in_the_table() -> None:
 def test_every_route_in_the_table_is_documented() -> None:
     # A route renamed or removed leaves a stale entry; it must go, or the matrix tests a route that is not there.
     assert sorted(set(TABLE) - set(DOCUMENTED)) == []
+
+
+# ---------------------------------------------------------------- the read audit
+
+AUDITED: list[Route] = [
+    route for route in DOCUMENTED if route[1] == "GET" and route in TABLE and TABLE[route].scope in ("client", "object")
+]
+"""Every documented read of one client's data (a client or one of their objects in the path), from the OpenAPI."""
+
+
+def test_the_read_audit_records_every_read_route_of_client_data_by_a_therapist_or_admin(world: World) -> None:
+    assert len(AUDITED) >= 15, AUDITED  # the OpenAPI documents were read
+    reader = unique("auditor")
+    expected: set[tuple[str, str]] = set()
+    for route in AUDITED:
+        service, method, path = route
+        expect = TABLE[route]
+        role = "admin" if expect.owner_role == "admin" or "therapist" not in expect.roles else "therapist"
+        caller = person("owner", role, reader, world.practice_a)
+        response, _ = send(world, route, expect, caller)
+        assert response.status_code < 300, f"{' '.join(route)}: {response.status_code} {response.text[:200]}"
+        expected.add((service, f"{method} {path}"))
+    admin = bearer(mint_token(sub="admin-a", role="admin", practice_id=world.practice_a))
+
+    def recorded() -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        cursor: str | None = None
+        with httpx.Client(timeout=60) as http:
+            while True:
+                params = {"actor": reader, "limit": "500", **({"cursor": cursor} if cursor else {})}
+                r = http.get(f"{world.url('assignment')}/v1/audit", params=params, headers=admin)
+                assert r.status_code == 200, r.text
+                page = r.json()
+                for item in page["items"]:
+                    assert item["practice_id"] == world.practice_a
+                    assert item["role"] in ("therapist", "admin")
+                    assert item["request_id"]
+                    found.add((item["service"], item["what"]))
+                cursor = page["next_cursor"]
+                if not cursor:
+                    return found
+
+    # Written in batches a fraction of a second after the read: polled, with a deadline.
+    wait(lambda: expected <= recorded(), 60, message="every read in the audit")
+    # Another practice's admin sees none of it.
+    other = bearer(mint_token(sub="admin-b", role="admin", practice_id=world.practice_b))
+    r = httpx.get(f"{world.url('assignment')}/v1/audit", params={"actor": reader}, headers=other, timeout=60)
+    assert r.status_code == 200
+    assert r.json()["items"] == []

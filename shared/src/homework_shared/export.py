@@ -26,6 +26,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from homework_shared.auth import PrincipalDep, can_see_client
 from homework_shared.errors import DomainError, NotFound
+from homework_shared.read_audit import audited
 
 SCHEMA_VERSION = 1
 """The version of one service's part of the bundle: raised when a part's shape changes incompatibly."""
@@ -178,12 +179,19 @@ def export_part_router(data: ClientData, error_body: type[BaseModel]) -> APIRout
     }
     router = APIRouter(prefix="/v1", tags=["data rights"])
 
-    @router.get("/clients/{client_id}/export-part", response_model=ExportPart, responses=responses, name="export_part")
+    @router.get(
+        "/clients/{client_id}/export-part",
+        response_model=ExportPart,
+        responses=responses,
+        name="export_part",
+        dependencies=[audited()],
+    )
     async def get_export_part(request: Request, client_id: ClientId, principal: PrincipalDep) -> ExportPart:
         """This service's part of the client's data export: every collection holding the client's data."""
         if not can_see_client(principal, client_id, principal.practice_id):
             raise NotFound("client_not_found", "no such client visible to the caller")
         rt = request.app.state.runtime
+        await request.app.state.read_audit.flush()  # this read's own entry is part of what it returns
         key = await client_key(rt.db, data, principal.practice_id, client_id)
         max_documents: int = request.app.state.settings.export_max_documents
         return await export_part(rt.db, data, key, rt.clock.now(), max_documents)

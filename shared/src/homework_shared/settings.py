@@ -118,8 +118,11 @@ class ServiceSettings(KafkaConnectionSettings):
     # How long Kafka keeps the records of every topic; -1 (for ever) is refused, since the consumers'
     # dedupe window (PROCESSED_EVENT_TTL_S) must be at least as long.
     topic_retention_ms: int = Field(default=SEVEN_DAYS_MS, gt=0)
-    # Health data, minimum necessary: free-text notes stay out of events unless this is set.
+    # Health data, minimum necessary: free-text notes stay out of events unless this is set; when set,
+    # the assignment service seals them with a per-client key it deletes on erasure (docs/data-rights.md).
     include_free_text: bool = False
+    # Record every read of a client's data by a therapist or admin (HIPAA audit controls); off only to measure.
+    read_audit_enabled: bool = True
 
     mongodb_uri: str
     mongodb_database: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from homework_assignment.erasure import unseal
 from homework_shared.events import (
     AssignmentCancelled,
     AssignmentCreated,
@@ -59,7 +60,11 @@ async def test_a_life_of_an_assignment_publishes_exactly_its_events_in_order(svc
     assert (recorded.kind, recorded.status, recorded.percent, recorded.quality_rating) == ("mood_log", "done", 100, 6)
     assert recorded.data is not None
     assert recorded.data.model_dump()["mood"] == 7
-    assert recorded.note == "ok"  # this deployment runs with INCLUDE_FREE_TEXT=true
+    # This deployment runs with INCLUDE_FREE_TEXT=true: the note travels sealed with the client's key, never plain.
+    assert recorded.note is None
+    assert recorded.note_sealed is not None
+    cipher = await svc.app.state.erasures.cipher(svc.practice, svc.client_id)
+    assert unseal(recorded.note_sealed, cipher) == "ok"
     assert (recorded.opens_at.isoformat(), recorded.closes_at.isoformat()) == (
         "2026-03-21T19:00:00+00:00",
         "2026-03-21T21:00:00+00:00",

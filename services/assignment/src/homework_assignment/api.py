@@ -50,6 +50,7 @@ from homework_shared.idempotency import (
     respond_idempotently,
 )
 from homework_shared.ids import OccurrenceIdPath, PathId, QueryId
+from homework_shared.read_audit import audited
 from homework_shared.service import Runtime
 
 MAX_RANGE = timedelta(days=366)
@@ -73,6 +74,10 @@ _errors: dict[int | str, dict[str, Any]] = {
 _writes: dict[int | str, dict[str, Any]] = {
     **_errors,
     409: {"model": ErrorBody, "description": "The current state does not allow it"},
+    410: {
+        "model": ErrorBody,
+        "description": "The client was erased (client_erased): nothing new is written about them",
+    },
 }
 _writes_with_body: dict[int | str, dict[str, Any]] = {
     **_writes,
@@ -117,13 +122,17 @@ async def create_assignment(
     return await idempotent(request, caller_scope(principal), key, 201, write)
 
 
-@router.get("/assignments/{assignment_id}", response_model=AssignmentPublic, responses=_errors)
+@router.get(
+    "/assignments/{assignment_id}", response_model=AssignmentPublic, responses=_errors, dependencies=[audited()]
+)
 async def get_assignment(assignment_id: AssignmentId, principal: PrincipalDep, h: HandlersDep) -> AssignmentPublic:
     """One assignment: its therapist's practice, or the client it is for."""
     return AssignmentPublic.of(await h.visible(principal, assignment_id))
 
 
-@router.get("/clients/{client_id}/assignments", response_model=AssignmentPage, responses=_errors)
+@router.get(
+    "/clients/{client_id}/assignments", response_model=AssignmentPage, responses=_errors, dependencies=[audited()]
+)
 async def list_client_assignments(
     client_id: PathId,
     principal: TherapistDep,
@@ -164,7 +173,9 @@ async def revise_assignment(
     return await idempotent(request, caller_scope(principal), key, 201, write)
 
 
-@router.get("/assignments/{assignment_id}/revisions", response_model=RevisionPage, responses=_errors)
+@router.get(
+    "/assignments/{assignment_id}/revisions", response_model=RevisionPage, responses=_errors, dependencies=[audited()]
+)
 async def list_revisions(
     assignment_id: AssignmentId,
     principal: PrincipalDep,
@@ -209,7 +220,7 @@ _status_route("cancel", "Withdraw the assignment. Publishes AssignmentCancelled;
 _status_route("end", "End the assignment now. Publishes AssignmentEnded (ended_by_therapist); 409 if already over.")
 
 
-@router.get("/assignments/{assignment_id}/audit", response_model=AuditPage, responses=_errors)
+@router.get("/assignments/{assignment_id}/audit", response_model=AuditPage, responses=_errors, dependencies=[audited()])
 async def audit_trail(
     assignment_id: AssignmentId,
     principal: TherapistDep,
@@ -226,7 +237,12 @@ async def audit_trail(
 # ---------------------------------------------------------------- occurrences
 
 
-@router.get("/assignments/{assignment_id}/occurrences", response_model=OccurrenceList, responses=_errors)
+@router.get(
+    "/assignments/{assignment_id}/occurrences",
+    response_model=OccurrenceList,
+    responses=_errors,
+    dependencies=[audited()],
+)
 async def list_occurrences(
     assignment_id: AssignmentId,
     principal: PrincipalDep,

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from homework_assignment import export
+from homework_assignment import audit, erasure, export, retention
 from homework_assignment.api import router
 from homework_assignment.config import Settings
 from homework_assignment.domain import InvalidInput
@@ -20,9 +20,11 @@ from homework_assignment.models import ErrorBody, describe_local_times
 from homework_assignment.resolutions import ResolutionWriter
 from homework_assignment.store import CLIENT_DATA, AssignmentStore
 from homework_shared.clock import Clock
+from homework_shared.erasure import ErasureStep
 from homework_shared.export import export_part_router
 from homework_shared.http import create_app
 from homework_shared.observability import ServiceMetrics
+from homework_shared.read_audit import ReadAudit, resolve_by
 from homework_shared.service import Runtime
 from homework_shared.settings import load_settings
 from homework_shared.tasks import stop_task
@@ -91,7 +93,14 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
         settings,
         title=TITLE,
         version=VERSION,
-        routers=[router, export.router, export_part_router(CLIENT_DATA, ErrorBody)],
+        routers=[
+            router,
+            export.router,
+            erasure.router,
+            audit.router,
+            retention.router,
+            export_part_router(CLIENT_DATA, ErrorBody),
+        ],
     )
     rt = Runtime.build(settings, app.state.metrics_registry, stream="assignment", clock=clock)
     store = AssignmentStore(rt.db)
@@ -102,21 +111,47 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
         "Completions and skips written per transaction (group commit)",
         buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
     )
-    resolutions = ResolutionWriter(store, rt.outbox, rt.mongo, batch_sizes=batch_sizes)
+    read_audit = ReadAudit(
+        rt.db,
+        "assignment",
+        rt.registry,
+        resolve=resolve_by(rt.db, "assignment_id", "assignments"),
+        enabled=settings.read_audit_enabled,
+    )
+    erasures = erasure.Erasures(rt.db, rt.mongo, rt.outbox, rt.clock)
+    erasure_step = ErasureStep(
+        "assignment", rt.db, CLIENT_DATA, rt.outbox, rt.registry, rt.clock.now, erasures.shred, read_audit
+    )
+    # The saga's events only: this service's own erasure step, and the other services' completions.
+    rt.consume(["assignment", "reminder", "insights"], erasure_step.guard(None, erasures.on_completed), batch_size=100)
+    sealing = erasures if settings.include_free_text else None
+    resolutions = ResolutionWriter(store, rt.outbox, rt.mongo, batch_sizes=batch_sizes, erasures=sealing)
     app.state.runtime = rt
     app.state.handlers = handlers
     app.state.sweeper = sweeper
     app.state.resolutions = resolutions
+    app.state.erasures = erasures
+    keeper = retention.Retention(
+        erasures, rt.clock, settings.client_retention_days, settings.retention_sweep_interval_s, app.state.metrics
+    )
+    app.state.retention = keeper
+    app.state.read_audit = read_audit
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.openapi = _openapi_with_local_times(app)  # type: ignore[method-assign]
 
     async def on_start() -> None:
         await store.ensure_indexes()
+        await erasures.ensure_indexes()
+        await read_audit.ensure_indexes()
+        read_audit.start()
+        keeper.start()
         sweeper.start()
 
     async def on_stop() -> None:
         await sweeper.stop()
+        await keeper.stop()
         await resolutions.close()
+        await read_audit.stop()
 
     app.router.lifespan_context = rt.lifespan(on_start, on_stop)
 

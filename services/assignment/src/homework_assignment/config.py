@@ -22,3 +22,9 @@ class Settings(ServiceSettings):
     insights_url: HttpUrl = HttpUrl("http://127.0.0.1:8003")
     # Seconds the export waits for each part; a part not there by then fails the export (503), never a partial bundle.
     export_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # Days a client's data is kept after their last activity (their latest assignment change or
+    # completion/skip) before the retention sweeper erases it; a practice may set its own
+    # (PUT /v1/practices/{practice_id}/retention). Default 7 years (2557 days).
+    client_retention_days: float = Field(default=2557.0, gt=0, le=36500)
+    # Real seconds between two retention sweeps (one replica sweeps, holding a lease).
+    retention_sweep_interval_s: float = Field(default=3600.0, gt=0, le=86400)

@@ -27,6 +27,7 @@ from homework_shared.auth import ClientDep, Principal, TherapistDep
 from homework_shared.errors import DomainError, NotFound
 from homework_shared.export import ExportPart, ExportTooLarge, client_key, export_part
 from homework_shared.observability import current_request_id, current_traceparent
+from homework_shared.read_audit import READ_AUDIT, audited
 
 SERVICE = "assignment"
 
@@ -112,6 +113,7 @@ async def gather_export(request: Request, principal: Principal, client_id: str) 
     rt = request.app.state.runtime
     token = request.headers["Authorization"]  # present: the principal was verified from it
     timeout = httpx.Timeout(settings.export_timeout_s)
+    await request.app.state.read_audit.flush()  # this read's own entry is part of what it returns
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
         key = await client_key(rt.db, CLIENT_DATA, principal.practice_id, client_id)
         own = export_part(rt.db, CLIENT_DATA, key, rt.clock.now(), settings.export_max_documents)
@@ -123,7 +125,8 @@ async def gather_export(request: Request, principal: Principal, client_id: str) 
         if isinstance(result, BaseException):
             raise result
     parts = [r for r in results if isinstance(r, ExportPart)]
-    if not any(docs for part in parts for docs in part.collections.values()):
+    # Who read the client's data is part of the bundle, but a read alone (this export's own) is no data.
+    if not any(docs for part in parts for name, docs in part.collections.items() if name != READ_AUDIT):
         raise NotFound("client_not_found", "no data about this client in the caller's practice")
     return ExportBundle(
         client_id=client_id,
@@ -133,7 +136,7 @@ async def gather_export(request: Request, principal: Principal, client_id: str) 
     )
 
 
-@router.get("/clients/{client_id}/export", response_model=ExportBundle, responses=_RESPONSES)
+@router.get("/clients/{client_id}/export", response_model=ExportBundle, responses=_RESPONSES, dependencies=[audited()])
 async def export_client(
     request: Request, client_id: Annotated[str, Path(min_length=1, max_length=200)], principal: TherapistDep
 ) -> ExportBundle:

@@ -29,6 +29,7 @@ from homework_assignment.messaging import assignment_created, assignment_revised
 from homework_assignment.store import AssignmentStore, Doc
 from homework_shared.auth import Principal, can_see_client
 from homework_shared.clock import Clock
+from homework_shared.erasure import refuse_if_erased
 from homework_shared.errors import Conflict
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.observability import current_request_id, current_trace_id
@@ -124,6 +125,7 @@ class AssignmentHandlers:
         self, principal: Principal, client_id: str, content: AssignmentContent, session: AsyncClientSession
     ) -> Assignment:
         """A new assignment for ``client_id`` in the therapist's practice; stages ``AssignmentCreated``."""
+        await refuse_if_erased(self.store.db, principal.practice_id, client_id, session)
         now = self.clock.now()
         a = Assignment.create(
             id=new_id("asg"),
@@ -144,6 +146,7 @@ class AssignmentHandlers:
     ) -> Doc:
         """A new version of the content, history kept; stages ``AssignmentRevised``. Returns the revision."""
         before = await self.visible(principal, assignment_id, session)
+        await refuse_if_erased(self.store.db, before.practice_id, before.client_id, session)
         now = self.clock.now()
         after, changed = before.revise(changes, now)
         await self.store.replace(before, after, session)
@@ -157,6 +160,7 @@ class AssignmentHandlers:
     ) -> Assignment:
         """Pause, resume, cancel or end; stages the matching event. 409 naming the status if not allowed."""
         before = await self.visible(principal, assignment_id, session)
+        await refuse_if_erased(self.store.db, before.practice_id, before.client_id, session)
         now = self.clock.now()
         match action:
             case "pause":

@@ -1,8 +1,8 @@
 """The events this service publishes, built from the domain; the outbox carries them to Kafka.
 
-The assignment service consumes nothing: it is the source of truth the other services follow.
-Instructions, rationale and resources never leave it; notes and other free text leave only when
-``INCLUDE_FREE_TEXT`` is set (the outbox strips them otherwise).
+The assignment service consumes only the erasure saga's events (``erasure.py``): it is the source of
+truth the other services follow. Instructions, rationale and resources never leave it; notes and other
+free text leave only when ``INCLUDE_FREE_TEXT`` is set, sealed with the client's key (``erasure.seal``).
 """
 
 from __future__ import annotations

@@ -45,10 +45,12 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 
 from homework_assignment.domain import Assignment, Resolution, assignment_not_found, occurrence_already_resolved
+from homework_assignment.erasure import Erasures, seal
 from homework_assignment.handlers import audit_entry
 from homework_assignment.messaging import resolution_event
 from homework_assignment.store import AssignmentStore, Doc, resolution_doc
 from homework_shared.auth import Principal, can_see_client
+from homework_shared.erasure import client_erased, erased_among
 from homework_shared.errors import DomainError
 from homework_shared.idempotency import caller_scope, remembered
 from homework_shared.mongo import MongoClient, run_in_transaction
@@ -116,6 +118,7 @@ class ResolutionWriter:
         batch_sizes: Histogram | None = None,
         max_batch: int = 200,
         linger_s: float = 0.003,
+        erasures: Erasures | None = None,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -123,6 +126,8 @@ class ResolutionWriter:
         self.batch_sizes = batch_sizes
         self.max_batch = max_batch
         self.linger_s = linger_s
+        self.erasures = erasures
+        """Set when free text leaves in events: it is sealed with the client's key (see ``erasure.py``)."""
         self._waiting: list[ResolutionRequest] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -156,6 +161,8 @@ class ResolutionWriter:
         if self.batch_sizes is not None:
             self.batch_sizes.observe(len(batch))
         try:
+            if self.erasures is not None:
+                await self.erasures.ensure_keys({_client_of(r) for r in batch})
             outcomes = await run_in_transaction(self.client, lambda session: self._write(session, batch))
         except _Clashed as clash:
             log.info("a resolution of a batch of %d clashed with one written before; writing the others", len(batch))
@@ -188,16 +195,23 @@ class ResolutionWriter:
     ) -> list[tuple[ResolutionRequest, Any]]:
         assignments = await self.store.assignments_by_id({r.assignment_id for r in batch}, session)
         taken = await self.store.resolved_among([r.occurrence_id for r in batch], session)
+        clients = {_client_of(r) for r in batch}
+        erased = await erased_among(self.store.db, clients, session)
+        ciphers = await self.erasures.ciphers(clients, session) if self.erasures is not None else {}
         outcomes: list[tuple[ResolutionRequest, Any]] = []
         accepted: list[_Accepted] = []
         keys: set[str] = set()
         for request in batch:
+            if _client_of(request) in erased:
+                outcomes.append((request, client_erased()))
+                continue
             key = f"{caller_scope(request.principal)}:{request.idempotency[0]}" if request.idempotency else None
             if key in keys:  # the same key twice in one batch: the first one's answer is the answer
                 outcomes.append((request, Clash(f"idempotency key {request.idempotency} used twice in one batch")))
                 continue
             try:
-                item = request.context.run(self._accept, request, assignments.get(request.assignment_id), taken)
+                a = assignments.get(request.assignment_id)
+                item = request.context.run(self._accept, request, a, taken, ciphers)
             except DomainError as error:
                 outcomes.append((request, error))
                 continue
@@ -219,7 +233,9 @@ class ResolutionWriter:
                 raise _Raced
         return outcomes
 
-    def _accept(self, request: ResolutionRequest, a: Assignment | None, taken: set[str]) -> _Accepted:
+    def _accept(
+        self, request: ResolutionRequest, a: Assignment | None, taken: set[str], ciphers: dict[tuple[str, str], Any]
+    ) -> _Accepted:
         """Apply the rules to one request; runs in the request's context (its request and trace ids)."""
         if a is None or not can_see_client(request.principal, a.client_id, a.practice_id):
             raise assignment_not_found(request.assignment_id)
@@ -228,12 +244,15 @@ class ResolutionWriter:
         resolution = request.decide(a, request.now)
         body = request.respond(resolution)
         occurrence_id = resolution.occurrence.occurrence_id
+        event = resolution_event(resolution, a.content.kind)
+        if self.erasures is not None:
+            event = seal(event, ciphers.get((a.practice_id, a.client_id)))
         return _Accepted(
             request=request,
             assignment=a,
             body=body,
             resolution=resolution_doc(resolution),
-            record=self.outbox.prepare(resolution_event(resolution, a.content.kind), time=resolution.recorded_at),
+            record=self.outbox.prepare(event, time=resolution.recorded_at),
             audit=audit_entry(request.principal, resolution.type, a, a, request.now, occurrence_id=occurrence_id),
             remembered=remembered(caller_scope(request.principal), *request.idempotency, 201, body)
             if request.idempotency
@@ -250,6 +269,11 @@ async def _insert(insert_many: Any, items: list[_Accepted], docs: list[Any], ses
         if first.get("code") == DUPLICATE_KEY and isinstance(first.get("index"), int) and first["index"] < len(items):
             raise _Clashed(items[first["index"]].request) from error
         raise
+
+
+def _client_of(request: ResolutionRequest) -> tuple[str, str]:
+    """(practice, client) of a request: only the client records their own completions and skips."""
+    return request.principal.practice_id, request.principal.sub
 
 
 def _settle(request: ResolutionRequest, outcome: Any) -> None:

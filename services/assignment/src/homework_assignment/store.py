@@ -29,10 +29,12 @@ from homework_assignment.domain import (
     Resolution,
     ScheduleSegment,
 )
+from homework_shared.erasure import TOMBSTONE_REASON, TOMBSTONES
 from homework_shared.errors import Conflict
 from homework_shared.events.values import Barrier, CompletionData, CompletionStatus, Schedule
 from homework_shared.export import OPERATIONAL, ClientData, by_assignment, by_client
 from homework_shared.idempotency import COLLECTION as IDEMPOTENCY_KEYS
+from homework_shared.read_audit import READ_AUDIT
 from homework_shared.schedule import Occurrence
 
 Doc = dict[str, Any]
@@ -314,12 +316,19 @@ def _changed_meanwhile(assignment_id: str) -> Conflict:
 
 CLIENT_DATA = ClientData(
     exported={
+        READ_AUDIT: by_client,  # who read the client's data: theirs to see; pseudonymised, not deleted, on erasure
         "assignments": by_client,
         "revisions": by_assignment,
         "resolutions": by_client,
         "audit_log": by_assignment,
     },
-    client_free=OPERATIONAL,
+    client_free={
+        **OPERATIONAL,
+        TOMBSTONES: TOMBSTONE_REASON,
+        "erasures": "the record of each erasure (who asked, when, what was removed), the client pseudonymised: "
+        "kept as documentation of the erasure (docs/data-rights.md)",
+        "client_keys": "each client's key for sealed free text in events: a key, not data; deleted on erasure",
+    },
     assignments="assignments",
 )
 """Which collections hold a client's data and how they are keyed (the export reads these; its test checks them)."""

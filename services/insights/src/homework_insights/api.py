@@ -27,9 +27,11 @@ from homework_insights.summaries import PeriodError, build_summary, summary_even
 from homework_shared import cursors
 from homework_shared.auth import PrincipalDep, Role, TherapistDep, can_see_client
 from homework_shared.cursors import encode_cursor
+from homework_shared.erasure import NOT_ERASED
 from homework_shared.errors import NotFound, Unprocessable
 from homework_shared.idempotency import IdempotencyKeyDep, caller_scope, respond_idempotently
 from homework_shared.ids import PathId
+from homework_shared.read_audit import audited
 from homework_shared.service import Runtime
 
 router = APIRouter(prefix="/v1", tags=["insights"])
@@ -49,6 +51,7 @@ ERRORS = {
     401: "No bearer token, or one that does not verify",
     403: "A client may not do this (therapists and admins only)",
     404: "No such client or summary visible to the caller",
+    410: "The client was erased (client_erased): nothing new is written about them",
     422: "Invalid input, naming the field",
     503: "The database cannot be reached",
 }
@@ -152,7 +155,7 @@ Cursor = Annotated[
 ]
 
 
-@router.get("/clients/{client_id}/figures", responses=answers())
+@router.get("/clients/{client_id}/figures", responses=answers(), dependencies=[audited()])
 async def get_figures(
     request: Request, client_id: PathId, principal: PrincipalDep, limit: Limit = PAGE_DEFAULT, cursor: Cursor = None
 ) -> JSONResponse:
@@ -177,7 +180,7 @@ async def get_figures(
     return JSONResponse(jsonable_encoder(figures))
 
 
-@router.get("/clients/{client_id}/thresholds", responses=answers(403))
+@router.get("/clients/{client_id}/thresholds", responses=answers(403), dependencies=[audited()])
 async def get_thresholds(request: Request, client_id: PathId, principal: TherapistDep) -> ThresholdsPublic:
     """The thresholds a therapist set for this client."""
     await visible_client(request, principal, client_id)
@@ -185,7 +188,7 @@ async def get_thresholds(request: Request, client_id: PathId, principal: Therapi
     return ThresholdsPublic(client_id=client_id, rules=[ThresholdRuleIn(**r) for r in (doc or {}).get("rules", [])])
 
 
-@router.put("/clients/{client_id}/thresholds", responses=answers(400, 403))
+@router.put("/clients/{client_id}/thresholds", responses=answers(400, 403, 410), dependencies=[NOT_ERASED])
 async def put_thresholds(
     request: Request, client_id: PathId, payload: ThresholdsUpdate, principal: TherapistDep
 ) -> ThresholdsPublic:
@@ -196,7 +199,9 @@ async def put_thresholds(
     return ThresholdsPublic(client_id=client_id, rules=payload.rules)
 
 
-@router.post("/clients/{client_id}/summaries", status_code=201, responses=answers(400, 403))
+@router.post(
+    "/clients/{client_id}/summaries", status_code=201, responses=answers(400, 403, 410), dependencies=[NOT_ERASED]
+)
 async def generate_summary(
     request: Request,
     client_id: PathId,
@@ -255,7 +260,9 @@ class SummaryPage(BaseModel):
     next_cursor: str | None
 
 
-@router.get("/clients/{client_id}/summaries", response_model=SummaryPage, responses=answers(403))
+@router.get(
+    "/clients/{client_id}/summaries", response_model=SummaryPage, responses=answers(403), dependencies=[audited()]
+)
 async def list_summaries(
     request: Request,
     client_id: PathId,
@@ -287,13 +294,15 @@ async def visible_summary(request: Request, principal: Any, summary_id: str) -> 
     return summary
 
 
-@router.get("/summaries/{summary_id}", responses=answers(403))
+@router.get("/summaries/{summary_id}", responses=answers(403), dependencies=[audited()])
 async def get_summary(request: Request, summary_id: PathId, principal: TherapistDep) -> JSONResponse:
     """One summary, as JSON."""
     return JSONResponse(jsonable_encoder(public(await visible_summary(request, principal, summary_id))))
 
 
-@router.get("/summaries/{summary_id}/html", response_class=HTMLResponse, responses=json_answers(403))
+@router.get(
+    "/summaries/{summary_id}/html", response_class=HTMLResponse, responses=json_answers(403), dependencies=[audited()]
+)
 async def get_summary_html(request: Request, summary_id: PathId, principal: TherapistDep) -> HTMLResponse:
     """One summary, as the page a therapist reads (inline SVG charts, no external assets)."""
     return HTMLResponse(render_summary(await visible_summary(request, principal, summary_id)))

@@ -10,8 +10,10 @@ from homework_insights.messaging import InsightsMetrics, make_apply
 from homework_insights.migrate import migrate_tenancy
 from homework_insights.store import CLIENT_DATA, ensure_indexes
 from homework_shared.clock import Clock
+from homework_shared.erasure import ErasureStep
 from homework_shared.export import export_part_router
 from homework_shared.http import create_app
+from homework_shared.read_audit import ReadAudit, audit_part_router, resolve_by
 from homework_shared.service import Runtime
 from homework_shared.settings import load_settings
 
@@ -23,15 +25,28 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
         settings,
         title="Homework insights",
         version="0.1.0",
-        routers=[api.router, api.docs_router, export_part_router(CLIENT_DATA, api.ErrorBody)],
+        routers=[
+            api.router,
+            api.docs_router,
+            export_part_router(CLIENT_DATA, api.ErrorBody),
+            audit_part_router(api.ErrorBody),
+        ],
     )
     rt = Runtime.build(settings, app.state.metrics_registry, stream="insights", clock=clock)
     metrics = InsightsMetrics(app.state.metrics)
     # Batches: one offset commit per poll; partitions applied concurrently, one client's events in order,
     # consecutive events of a partition in shared transactions.
+    read_audit = ReadAudit(
+        rt.db,
+        "insights",
+        rt.registry,
+        resolve=resolve_by(rt.db, "summary_id", "summaries"),
+        enabled=settings.read_audit_enabled,
+    )
+    erasure = ErasureStep("insights", rt.db, CLIENT_DATA, rt.outbox, rt.registry, rt.clock.now, read_audit=read_audit)
     rt.consume(
         ["assignment", "reminder"],
-        make_apply(rt, settings, metrics),
+        erasure.guard(make_apply(rt, settings, metrics)),
         batch_size=settings.consumer_batch_size,
         concurrency=settings.consumer_concurrency,
         group_size=settings.consumer_group_size,
@@ -40,8 +55,14 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
     async def on_start() -> None:
         await migrate_tenancy(rt.db)  # data written with client-id-only keys, before any request reads it
         await ensure_indexes(rt.db)
+        await read_audit.ensure_indexes()
+        read_audit.start()
 
-    app.router.lifespan_context = rt.lifespan(on_start)
+    async def on_stop() -> None:
+        await read_audit.stop()
+
+    app.router.lifespan_context = rt.lifespan(on_start, on_stop)
     app.state.runtime = rt
     app.state.insights_metrics = metrics
+    app.state.read_audit = read_audit
     return app

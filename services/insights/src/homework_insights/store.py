@@ -31,9 +31,11 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
+from homework_shared.erasure import TOMBSTONE_REASON, TOMBSTONES
 from homework_shared.events.base import HomeworkEvent
 from homework_shared.export import OPERATIONAL, ClientData, ClientKey, by_assignment, by_client
 from homework_shared.outbox import Outbox
+from homework_shared.read_audit import READ_AUDIT
 
 Doc = dict[str, Any]
 Update = Mapping[str, Mapping[str, Any]]
@@ -385,6 +387,7 @@ def _by_client_key(key: ClientKey) -> Doc:
 
 CLIENT_DATA = ClientData(
     exported={
+        READ_AUDIT: by_client,  # who read the client's data: theirs to see; pseudonymised, not deleted, on erasure
         ASSIGNMENTS: by_client,
         DAYS: by_client,
         OCCURRENCES: by_assignment,
@@ -393,7 +396,11 @@ CLIENT_DATA = ClientData(
         THRESHOLDS: _by_client_key,
         SUMMARIES: by_client,
     },
-    client_free={**OPERATIONAL, "migrations": "which data migrations ran, and when: nothing about a client"},
+    client_free={
+        **OPERATIONAL,
+        TOMBSTONES: TOMBSTONE_REASON,
+        "migrations": "which data migrations ran, and when: nothing about a client",
+    },
     assignments=ASSIGNMENTS,
 )
 """Which collections hold a client's data and how they are keyed (the export reads these; its test checks them)."""

@@ -35,12 +35,14 @@ from homework_shared.auth import (
     require_role,
 )
 from homework_shared.clock import Clock
+from homework_shared.erasure import NOT_ERASED
 from homework_shared.errors import NotFound, Unprocessable
 from homework_shared.events import Channel, HomeworkKind
 from homework_shared.events.values import TimeZoneName
 from homework_shared.idempotency import IdempotencyKeyDep, caller_scope, respond_idempotently
 from homework_shared.ids import PathId, ReminderIdPath
 from homework_shared.mongo import MongoClient, run_in_transaction
+from homework_shared.read_audit import audited
 from homework_shared.schedule import to_local
 
 router = APIRouter(prefix="/v1", tags=["reminders"])
@@ -61,6 +63,7 @@ ERRORS = {
     403: "The caller's role may not do this",
     404: "No such client, reminder or webhook visible to the caller",
     409: "The occurrence is resolved, or its window closes too soon",
+    410: "The client was erased (client_erased): nothing new is written about them",
     422: "Invalid input, naming the field",
     503: "The database cannot be reached",
 }
@@ -237,6 +240,7 @@ async def my_upcoming_reminders(svc: ServicesDep, principal: ClientDep, limit: L
     "/clients/{client_id}/reminders",
     response_model=UpcomingReminders,
     responses=answers(404),
+    dependencies=[audited()],
 )
 async def client_upcoming_reminders(
     client_id: PathId, svc: ServicesDep, principal: PrincipalDep, limit: Limit = 100
@@ -281,14 +285,24 @@ def _preferences_public(client_id: str, doc: Doc | None) -> PreferencesPublic:
     return PreferencesPublic.model_validate({**(doc or {}), "client_id": client_id})
 
 
-@router.get("/clients/{client_id}/preferences", response_model=PreferencesPublic, responses=answers(404))
+@router.get(
+    "/clients/{client_id}/preferences",
+    response_model=PreferencesPublic,
+    responses=answers(404),
+    dependencies=[audited()],
+)
 async def get_preferences(client_id: PathId, svc: ServicesDep, principal: PrincipalDep) -> PreferencesPublic:
     """A client's reminder preferences (all null until set)."""
     await _visible_client(svc, principal, client_id)
     return _preferences_public(client_id, await svc.store.preferences_doc(principal.practice_id, client_id))
 
 
-@router.put("/clients/{client_id}/preferences", response_model=PreferencesPublic, responses=answers(400, 404))
+@router.put(
+    "/clients/{client_id}/preferences",
+    response_model=PreferencesPublic,
+    responses=answers(400, 404, 410),
+    dependencies=[NOT_ERASED],
+)
 async def put_preferences(
     client_id: PathId, body: PreferencesUpdate, svc: ServicesDep, principal: PrincipalDep
 ) -> PreferencesPublic:

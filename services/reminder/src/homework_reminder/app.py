@@ -21,8 +21,10 @@ from homework_reminder.webhook import WebhookDelivery
 from homework_reminder.webhook_secrets import SecretBox, reseal
 from homework_shared.clock import Clock
 from homework_shared.consumer import Apply, EventConsumer
+from homework_shared.erasure import ErasureStep
 from homework_shared.export import export_part_router
 from homework_shared.http import create_app
+from homework_shared.read_audit import ReadAudit, audit_part_router
 from homework_shared.service import Runtime
 from homework_shared.settings import load_settings
 
@@ -46,7 +48,10 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
     """The reminder service's FastAPI app; its lifespan starts and stops everything."""
     settings = settings or load_settings(ReminderSettings)
     app = create_app(
-        settings, title=TITLE, version=VERSION, routers=[api.router, export_part_router(CLIENT_DATA, api.ErrorBody)]
+        settings,
+        title=TITLE,
+        version=VERSION,
+        routers=[api.router, export_part_router(CLIENT_DATA, api.ErrorBody), audit_part_router(api.ErrorBody)],
     )
     rt = Runtime.build(settings, app.state.metrics_registry, stream="reminder", clock=clock)
     metrics = ReminderMetrics.on(app.state.metrics)
@@ -54,7 +59,9 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
     scheduler = Scheduler(store, rt.outbox, rt.clock, settings, metrics)
     firing = Firing(store, rt.mongo, rt.outbox, scheduler, rt.clock, settings)
     held = HeldEvents(rt.db, settings.held_event_ttl_s, app.state.metrics)
-    consume_assignments(rt, settings, assignment_events(scheduler, held))
+    read_audit = ReadAudit(rt.db, "reminder", rt.registry, enabled=settings.read_audit_enabled)
+    erasure = ErasureStep("reminder", rt.db, CLIENT_DATA, rt.outbox, rt.registry, rt.clock.now, read_audit=read_audit)
+    consume_assignments(rt, settings, erasure.guard(assignment_events(scheduler, held)))
     egress = EgressGuard(allow_private=settings.webhook_allow_private_networks)
     secrets = SecretBox.from_settings(settings)
     http = httpx.AsyncClient(
@@ -75,15 +82,19 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
         await store.ensure_indexes()
         await reseal(store, secrets)  # plaintext secrets from before encryption, and any under a rotated-out key
         await held.ensure_indexes()
+        await read_audit.ensure_indexes()
+        read_audit.start()
         workers.start()
 
     async def on_stop() -> None:
         await workers.stop()
+        await read_audit.stop()
         await http.aclose()
 
     app.router.lifespan_context = rt.lifespan(on_start, on_stop)
     app.state.runtime = rt
     app.state.workers = workers
+    app.state.read_audit = read_audit
     app.state.firing = firing
     app.state.reminder_metrics = metrics
     app.state.services = api.Services(store, scheduler, rt.mongo, rt.clock, settings, egress, secrets)

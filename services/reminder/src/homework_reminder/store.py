@@ -33,9 +33,11 @@ from homework_reminder.domain import (
     Segment,
 )
 from homework_reminder.held import HELD
+from homework_shared.erasure import TOMBSTONE_REASON, TOMBSTONES
 from homework_shared.events import Channel, HomeworkKind, ReminderWish, Schedule
 from homework_shared.export import OPERATIONAL, ClientData, ClientKey, by_assignment, by_client
 from homework_shared.mongo import MongoClient, run_in_transaction
+from homework_shared.read_audit import READ_AUDIT
 
 Doc = dict[str, Any]
 Session = AsyncClientSession | None
@@ -598,6 +600,7 @@ def _deliveries_of(key: ClientKey) -> Doc:
 
 CLIENT_DATA = ClientData(
     exported={
+        READ_AUDIT: by_client,  # who read the client's data: theirs to see; pseudonymised, not deleted, on erasure
         "plans": by_client,
         "occurrences": by_assignment,
         "reminders": by_client,
@@ -607,6 +610,7 @@ CLIENT_DATA = ClientData(
     },
     client_free={
         **OPERATIONAL,
+        TOMBSTONES: TOMBSTONE_REASON,
         "webhooks": "one per practice: its URL and encrypted secret, nothing about a client",
         "counters": "how many reminders wait, in total: numbers only",
     },

@@ -26,6 +26,7 @@ from homework_shared.events.values import (
     ReminderWish,
     Schedule,
     Score10,
+    SealedText,
     Target,
 )
 
@@ -128,6 +129,7 @@ class CompletionRecorded(OccurrenceRef):
     note: FreeText | None = None
     completed_at: AwareDatetime
     late: bool = False
+    note_sealed: SealedText | None = None
 
     @model_validator(mode="after")
     def _percent_matches_status(self) -> CompletionRecorded:
@@ -149,6 +151,7 @@ class OccurrenceSkipped(OccurrenceRef):
     barrier: Barrier
     barrier_text: FreeText | None = None
     recorded_at: AwareDatetime
+    barrier_text_sealed: SealedText | None = None
 
 
 # --- the reminder stream ------------------------------------------------------------------
@@ -264,6 +267,40 @@ class AdherenceAlertRaised(HomeworkEvent):
     raised_at: AwareDatetime
 
 
+# --- a client's data rights (published on the assignment stream; completions on each service's own) ------------
+
+ServiceName = Literal["assignment", "reminder", "insights"]
+
+
+class ClientErasureRequested(HomeworkEvent):
+    event_type = "homework.client.erasure_requested.v1"
+    stream = "assignment"
+    summary = (
+        "An admin asked to erase a client, or the practice's retention ended: every service and subscriber deletes "
+        "or irreversibly anonymises what it holds about (practice_id, client_id) and drops later events about them."
+    )
+
+    erasure_id: Id
+    reason: Literal["request", "retention"]
+    requested_at: AwareDatetime
+
+
+class ClientErasureCompleted(HomeworkEvent):
+    event_type = "homework.client.erasure_completed.v1"
+    stream = "assignment"
+    summary = (
+        "A service erased what it held about a client: documents removed per collection. Each service publishes it "
+        "on its own stream (x-stream names the assignment service's)."
+    )
+
+    erasure_id: Id
+    service: ServiceName
+    counts: dict[Annotated[str, Field(max_length=100)], Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, max_length=50
+    )
+    completed_at: AwareDatetime
+
+
 EVENT_CLASSES: tuple[type[HomeworkEvent], ...] = (
     AssignmentCreated,
     AssignmentRevised,
@@ -280,6 +317,8 @@ EVENT_CLASSES: tuple[type[HomeworkEvent], ...] = (
     OccurrenceMissed,
     InsightSummaryGenerated,
     AdherenceAlertRaised,
+    ClientErasureRequested,
+    ClientErasureCompleted,
 )
 """The catalogue, in the order docs/events.md lists it."""
 

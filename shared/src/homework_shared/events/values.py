@@ -15,6 +15,21 @@ FREE_TEXT = "x-free-text"
 """JSON Schema marker of a free-text field: left out of events unless a setting allows them."""
 
 FreeText = Annotated[str, Field(min_length=1, max_length=4000, json_schema_extra={FREE_TEXT: True})]
+SEALED = "x-sealed"
+"""JSON Schema marker of a sealed field: a free text encrypted with its client's key (Fernet token).
+
+See docs/data-rights.md (crypto-shredding)."""
+SealedText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=24000,
+        pattern=r"^[A-Za-z0-9_\-]+=*$",
+        description="The free text of the field without the suffix, encrypted with the client's key (Fernet token); "
+        "unreadable once the client is erased",
+        json_schema_extra={SEALED: True},
+    ),
+]
 Score10 = Annotated[int, Field(ge=0, le=10)]
 Score100 = Annotated[int, Field(ge=0, le=100)]
 LOCAL_TIME = "x-local-time"

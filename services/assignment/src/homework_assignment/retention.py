@@ -1,0 +1,193 @@
+"""Retention: a client whose last activity is older than the practice's retention is erased by the same saga.
+
+The retention is ``CLIENT_RETENTION_DAYS`` (default 2557 days, 7 years) unless an admin set the
+practice's own (``PUT /v1/practices/{practice_id}/retention``). The last activity of a client is
+the latest of their assignments' ``updated_at`` and their resolutions' ``recorded_at``. Every
+``RETENTION_SWEEP_INTERVAL_S`` one replica (the one holding the ``retention-sweeper`` lease in
+``leases``; a dead holder's lease expires after three intervals) finds the clients past retention
+and calls ``Erasures.request(..., "retention")``: the request is recorded and published exactly
+as an admin's, and a client already erased is a replay that changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from pymongo.errors import DuplicateKeyError
+
+from homework_assignment.erasure import AdminDep, Erasures
+from homework_assignment.models import ErrorBody
+from homework_shared.auth import TherapistDep
+from homework_shared.clock import Clock
+from homework_shared.errors import NotFound
+from homework_shared.ids import PathId
+from homework_shared.observability import ServiceMetrics
+from homework_shared.tasks import stop_task
+
+log = logging.getLogger(__name__)
+
+PRACTICE_RETENTION = "practice_retention"
+"""One document per practice that set its own retention: ``_id`` the practice, ``days``, who and when."""
+LEASE = "retention-sweeper"
+Doc = dict[str, Any]
+
+router = APIRouter(prefix="/v1", tags=["data rights"])
+
+
+class RetentionUpdate(BaseModel):
+    days: float = Field(gt=0, le=36500, description="Days after a client's last activity their data is erased")
+
+
+class RetentionPublic(BaseModel):
+    practice_id: str
+    days: float
+    default: bool = Field(description="True while the practice uses the deployment's CLIENT_RETENTION_DAYS")
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        400: "The body cannot be read (not UTF-8 JSON)",
+        401: "No bearer token, or one that does not verify",
+        403: "The caller's role may not do this",
+        404: "Not the caller's practice",
+        422: "Invalid input, naming the field",
+        503: "The database cannot be reached",
+    }.items()
+}
+
+
+class Retention:
+    """The practices' retention settings and the sweeper that enforces them."""
+
+    def __init__(
+        self,
+        erasures: Erasures,
+        clock: Clock,
+        default_days: float,
+        interval_s: float,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.erasures = erasures
+        self.db = erasures.db
+        self.clock = clock
+        self.default_days = default_days
+        self.interval_s = interval_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.erased = metrics.counter(
+            "clients_erased_by_retention_total", "Erasures requested by the retention sweeper"
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def days_of(self, practice_id: str) -> tuple[float, bool]:
+        doc = await self.db[PRACTICE_RETENTION].find_one({"_id": practice_id})
+        return (float(doc["days"]), False) if doc else (self.default_days, True)
+
+    async def set_days(self, practice_id: str, days: float, by: str) -> None:
+        await self.db[PRACTICE_RETENTION].update_one(
+            {"_id": practice_id}, {"$set": {"days": days, "set_by": by, "set_at": self.clock.now()}}, upsert=True
+        )
+
+    async def _take_lease(self) -> bool:
+        """Hold the sweeper's lease (taken when free or expired, renewed while held); False if another holds it."""
+        now = self.clock.now()
+        try:
+            result = await self.db["leases"].update_one(
+                {"_id": LEASE, "$or": [{"owner": self.owner}, {"expires_at": {"$lte": now}}]},
+                {"$set": {"owner": self.owner, "expires_at": now + timedelta(seconds=3 * self.interval_s)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:  # held by another replica: the upsert found no free lease to take
+            return False
+        return result.matched_count == 1 or result.upserted_id is not None
+
+    async def last_activity(self) -> dict[tuple[str, str], datetime]:
+        """The latest activity of every client with data here."""
+        latest: dict[tuple[str, str], datetime] = {}
+        for collection, field in (("assignments", "$updated_at"), ("resolutions", "$recorded_at")):
+            pipeline = [
+                {"$group": {"_id": {"p": "$practice_id", "c": "$client_id"}, "last": {"$max": field}}},
+            ]
+            async for row in await self.db[collection].aggregate(pipeline):
+                key = (row["_id"]["p"], row["_id"]["c"])
+                if row["last"] is not None and (key not in latest or row["last"] > latest[key]):
+                    latest[key] = row["last"]
+        return latest
+
+    async def sweep(self) -> int:
+        """Request the erasure of every client past their practice's retention; returns how many were requested."""
+        now = self.clock.now()
+        days: dict[str, float] = {}
+        requested = 0
+        for (practice_id, client_id), last in sorted((await self.last_activity()).items()):
+            if practice_id not in days:
+                days[practice_id] = (await self.days_of(practice_id))[0]
+            if last.tzinfo is None:  # stored as UTC
+                last = last.replace(tzinfo=now.tzinfo)
+            if last + timedelta(days=days[practice_id]) > now:
+                continue
+            _, created = await self.erasures.request(practice_id, client_id, "retention", "retention")
+            if created:
+                requested += 1
+                self.erased.inc()
+        return requested
+
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="retention-sweeper")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await stop_task(self._task)
+        self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                requested = await self.sweep() if await self._take_lease() else 0
+                if requested:
+                    log.info("retention: erasure requested", extra={"clients": requested})
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("the retention sweep failed; the next one retries", exc_info=True)
+            await asyncio.sleep(self.interval_s)
+
+
+def retention(request: Request) -> Retention:
+    found: Retention = request.app.state.retention
+    return found
+
+
+RetentionDep = Annotated[Retention, Depends(retention)]
+
+
+def _own_practice(practice_id: str, caller_practice: str) -> None:
+    if practice_id != caller_practice:
+        raise NotFound("practice_not_found", "no such practice visible to the caller")
+
+
+@router.get("/practices/{practice_id}/retention", response_model=RetentionPublic, responses=_RESPONSES)
+async def get_retention(practice_id: PathId, principal: TherapistDep, r: RetentionDep) -> RetentionPublic:
+    """How long the practice keeps a client's data after their last activity."""
+    _own_practice(practice_id, principal.practice_id)
+    days, default = await r.days_of(practice_id)
+    return RetentionPublic(practice_id=practice_id, days=days, default=default)
+
+
+@router.put("/practices/{practice_id}/retention", response_model=RetentionPublic, responses=_RESPONSES)
+async def put_retention(
+    practice_id: PathId, body: RetentionUpdate, principal: AdminDep, r: RetentionDep
+) -> RetentionPublic:
+    """Set the practice's retention (admin only); the sweeper erases clients past it, through the erasure saga."""
+    _own_practice(practice_id, principal.practice_id)
+    await r.set_days(practice_id, body.days, principal.sub)
+    return RetentionPublic(practice_id=practice_id, days=body.days, default=False)
