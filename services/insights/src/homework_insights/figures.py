@@ -197,7 +197,7 @@ class AssignmentReading:
         return {"current": current, "longest": s.longest}
 
     def _latest_pending_opens(self) -> datetime:
-        occ = self.plan.governing(self.pending[-1])
+        occ = self.plan.occurrence(self.pending[-1])
         return occ.opens_at if occ else self.doc["through"]
 
     def flags(self, rules: list[Any]) -> list[Flag]:

@@ -23,7 +23,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from homework_reminder.domain import (
     WAITING,
     OccurrenceState,
-    Pause,
     Plan,
     Preferences,
     QuietHours,
@@ -33,6 +32,7 @@ from homework_reminder.domain import (
 from homework_reminder.held import HELD
 from homework_shared.events import Channel, HomeworkKind, ReminderWish, Schedule
 from homework_shared.export import OPERATIONAL, ClientData, ClientKey, by_assignment, by_client
+from homework_shared.occurrences import Interruption
 
 Doc = dict[str, Any]
 Session = AsyncClientSession | None
@@ -297,7 +297,7 @@ def plan_from_doc(doc: Doc) -> Plan:
             )
             for s in doc["segments"]
         ),
-        pauses=tuple(Pause(p["start"], p["end"]) for p in doc["pauses"]),
+        pauses=tuple(Interruption(p["start"], p["end"]) for p in doc["pauses"]),
         stopped_at=doc["stopped_at"],
         stop_reason=doc["stop_reason"],
         reminders_from=doc["reminders_from"],
