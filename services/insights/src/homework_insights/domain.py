@@ -342,43 +342,53 @@ def evaluate_flags(facts: AssignmentFacts, rules: Sequence[ThresholdRule]) -> li
     * ``rating_threshold_crossed``: the latest value of a series is on the wrong side of a
       threshold the therapist set.
     """
-    aid = facts.assignment_id
-    flags: list[Flag] = []
+    found = [_low_adherence(facts), _early_low_adherence(facts), _repeatedly_too_hard(facts)]
+    return [f for f in found if f is not None] + _thresholds_crossed(facts, rules)
+
+
+def _low_adherence(facts: AssignmentFacts) -> Flag | None:
     pct = adherence_pct(facts.due, facts.done, facts.partial_percent)
-    if facts.due >= MIN_DUE_FOR_LOW_ADHERENCE and pct is not None and pct < LOW_ADHERENCE_PCT:
-        flags.append(
-            Flag(
-                "low_adherence",
-                "low_adherence",
-                aid,
-                f"{facts.title}: adherence {pct:g}% is under {LOW_ADHERENCE_PCT:g}% "
-                f"({_count(facts.done)} done, {facts.partial_percent / 100:g} partial of {_count(facts.due)} due).",
-                {"adherence_pct": pct, "due": _count(facts.due), "done": _count(facts.done)},
-            )
-        )
+    if facts.due < MIN_DUE_FOR_LOW_ADHERENCE or pct is None or pct >= LOW_ADHERENCE_PCT:
+        return None
+    return Flag(
+        "low_adherence",
+        "low_adherence",
+        facts.assignment_id,
+        f"{facts.title}: adherence {pct:g}% is under {LOW_ADHERENCE_PCT:g}% "
+        f"({_count(facts.done)} done, {facts.partial_percent / 100:g} partial of {_count(facts.due)} due).",
+        {"adherence_pct": pct, "due": _count(facts.due), "done": _count(facts.done)},
+    )
+
+
+def _early_low_adherence(facts: AssignmentFacts) -> Flag | None:
     early = adherence_pct(facts.early_due, facts.early_done, facts.early_partial_percent)
-    if facts.early_due >= MIN_DUE_FOR_EARLY_LOW_ADHERENCE and early is not None and early < LOW_ADHERENCE_PCT:
-        flags.append(
-            Flag(
-                "early_low_adherence",
-                "early_low_adherence",
-                aid,
-                f"{facts.title}: adherence {early:g}% in the first {EARLY_DAYS} days "
-                f"({_count(facts.early_done)} done of {_count(facts.early_due)} due); "
-                "early adherence predicts outcome.",
-                {"early_adherence_pct": early, "early_due": _count(facts.early_due)},
-            )
-        )
-    if facts.too_hard_since_revision >= TOO_HARD_REPEATS:
-        flags.append(
-            Flag(
-                "repeatedly_too_hard",
-                "repeatedly_too_hard",
-                aid,
-                f"{facts.title}: skipped as too hard {facts.too_hard_since_revision} times; consider smaller steps.",
-                {"too_hard_skips": facts.too_hard_since_revision},
-            )
-        )
+    if facts.early_due < MIN_DUE_FOR_EARLY_LOW_ADHERENCE or early is None or early >= LOW_ADHERENCE_PCT:
+        return None
+    return Flag(
+        "early_low_adherence",
+        "early_low_adherence",
+        facts.assignment_id,
+        f"{facts.title}: adherence {early:g}% in the first {EARLY_DAYS} days "
+        f"({_count(facts.early_done)} done of {_count(facts.early_due)} due); "
+        "early adherence predicts outcome.",
+        {"early_adherence_pct": early, "early_due": _count(facts.early_due)},
+    )
+
+
+def _repeatedly_too_hard(facts: AssignmentFacts) -> Flag | None:
+    if facts.too_hard_since_revision < TOO_HARD_REPEATS:
+        return None
+    return Flag(
+        "repeatedly_too_hard",
+        "repeatedly_too_hard",
+        facts.assignment_id,
+        f"{facts.title}: skipped as too hard {facts.too_hard_since_revision} times; consider smaller steps.",
+        {"too_hard_skips": facts.too_hard_since_revision},
+    )
+
+
+def _thresholds_crossed(facts: AssignmentFacts, rules: Sequence[ThresholdRule]) -> list[Flag]:
+    flags: list[Flag] = []
     for rule in rules:
         value = facts.latest.get(rule.metric)
         if value is not None and rule.crossed_by(value):
@@ -386,7 +396,7 @@ def evaluate_flags(facts: AssignmentFacts, rules: Sequence[ThresholdRule]) -> li
                 Flag(
                     "rating_threshold_crossed",
                     f"rating_threshold_crossed:{rule.metric}",
-                    aid,
+                    facts.assignment_id,
                     f"{facts.title}: latest {rule.metric} {value:g} crosses the threshold {rule.describe()}.",
                     {"metric": rule.metric, "value": value, "threshold": rule.value, "direction": rule.direction},
                 )
