@@ -51,9 +51,6 @@ class Occurrence:
     def occurrence_id(self) -> str:
         return occurrence_id(self.assignment_id, self.local_start)
 
-    def is_open(self, at: datetime) -> bool:
-        return self.opens_at <= at < self.closes_at
-
 
 def occurrence_id(assignment_id: str, local_start: datetime) -> str:
     """The deterministic id of the occurrence of ``assignment_id`` that starts at ``local_start``."""
@@ -149,11 +146,6 @@ def occurrence_at(assignment_id: str, s: ScheduleT, local_start: datetime) -> Oc
     if found is not None and found.replace(second=0, microsecond=0) == local_start:
         return _make(assignment_id, s, found)
     return None
-
-
-def count_closed(assignment_id: str, s: ScheduleT, *, start: datetime | None, end: datetime) -> int:
-    """How many occurrences opened in ``[start, end)`` and closed by ``end``: what was due by then."""
-    return sum(1 for occ in occurrences(assignment_id, s, start=start, end=end) if occ.closes_at <= end)
 
 
 def last_close(s: ScheduleT) -> datetime | None:

@@ -9,7 +9,7 @@ import pytest
 from homework_shared.events import OnceSchedule, RecurringSchedule
 from homework_shared.schedule import (
     ScheduleError,
-    count_closed,
+    ScheduleT,
     last_close,
     occurrence_at,
     occurrence_id,
@@ -121,6 +121,11 @@ def test_a_once_schedule_has_one_occurrence_from_opening_to_due() -> None:
     assert occ.occurrence_id == "r1@2026-03-02T09:00"
     assert occ.closes_at == utc(2026, 3, 6, 23, 0)
     assert last_close(s) == occ.closes_at
+
+
+def count_closed(assignment_id: str, s: ScheduleT, *, start: datetime | None, end: datetime) -> int:
+    """How many occurrences opened in ``[start, end)`` and closed by ``end``: what was due by then."""
+    return sum(1 for occ in occurrences(assignment_id, s, start=start, end=end) if occ.closes_at <= end)
 
 
 def test_due_so_far_counts_closed_windows_only() -> None:

@@ -1,23 +1,13 @@
 """The rules of assignments and their occurrences: pure, no I/O.
 
-The platform-wide occurrence rules (assignment, reminder and insights services agree on them):
+Which occurrences an assignment has, which are void, missed or due: the platform-wide rules of
+:mod:`homework_shared.occurrences`. This service's own rules:
 
-* An occurrence O has ``opens_at``/``closes_at`` from ``homework_shared.schedule``. Its *effective
-  window* is ``[max(O.opens_at, created_at), O.closes_at)``; an occurrence whose window closed
-  before the assignment was created does not exist for anyone.
-* O is **void** (not due, no reminders, never missed) if at any instant of its effective window,
-  before O was resolved, the assignment was paused, cancelled or ended. Pausing at P and resuming
-  at Q voids every unresolved occurrence open at P or opening in [P, Q); cancelling or ending at
-  C voids the unresolved occurrence open at C and everything after.
-* A revision at instant R with a new schedule: the old schedule governs occurrences with
-  ``opens_at < R``, the new one those with ``opens_at >= R``. Ids are deterministic
-  (``<assignment_id>@<local start>``), so an id present in both is one occurrence.
 * O is **resolved** by a completion (done, or partial with a percent) or a skip (with a barrier),
   at most once. A resolution is accepted while O is open, or after it closed only if the
   assignment allows late completion (then ``late``). Nothing is accepted for a void occurrence,
   a paused, cancelled or ended assignment, or an occurrence that has not opened yet.
-* O is **missed** when its window closes unresolved and it is not void (the reminder service
-  announces it); a late completion afterwards counts as done, late.
+* The reminder service announces a missed occurrence; a late completion afterwards counts as done, late.
 * An assignment whose last occurrence has closed is ended (reason ``schedule_finished``).
 """
 
@@ -45,20 +35,16 @@ from homework_shared.events.values import (
     Schedule,
     Target,
 )
+from homework_shared.occurrences import Interruption, Segment, Timeline, revised_segments
 from homework_shared.schedule import (
     Occurrence,
     ScheduleError,
-    ScheduleT,
     last_close,
-    occurrence_at,
     occurrences,
-    parse_occurrence_id,
     to_local,
     validate_schedule,
 )
 
-MAX_WINDOW = timedelta(days=32)
-"""Longer than any occurrence window (``window_minutes`` is at most 31 days)."""
 CLOCK_SKEW = timedelta(seconds=60)
 """How far in the future a client's ``completed_at`` may be before it is refused (device clocks drift)."""
 
@@ -182,22 +168,6 @@ def check_content(content: AssignmentContent) -> None:
 
 
 @dataclass(frozen=True)
-class Interruption:
-    """A stretch of time from ``start`` during which the assignment was paused (``end`` None: still is)."""
-
-    start: datetime
-    end: datetime | None = None
-
-
-@dataclass(frozen=True)
-class ScheduleSegment:
-    """A schedule and the instant from which it governs occurrences (None: from the beginning)."""
-
-    starts: datetime | None
-    schedule: ScheduleT
-
-
-@dataclass(frozen=True)
 class Assignment:
     """One client's homework: its current content, status and the history that decides its occurrences.
 
@@ -216,7 +186,7 @@ class Assignment:
     status: AssignmentStatus = AssignmentStatus.ACTIVE
     version: int = 1
     rev: int = 1
-    segments: tuple[ScheduleSegment, ...] = ()
+    segments: tuple[Segment, ...] = ()
     interruptions: tuple[Interruption, ...] = ()
     closed_at: datetime | None = None
     end_reason: str | None = None
@@ -240,7 +210,7 @@ class Assignment:
             content=content,
             created_at=now,
             updated_at=now,
-            segments=(ScheduleSegment(None, content.schedule),),
+            segments=(Segment(None, content.schedule),),
         )
         return replace(assignment, ends_at=assignment.last_close())
 
@@ -258,64 +228,26 @@ class Assignment:
 
     # ------------------------------------------------------------ occurrences
 
-    def _governed(self, index: int, occ: Occurrence) -> bool:
-        starts = self.segments[index].starts
-        following = self.segments[index + 1].starts if index + 1 < len(self.segments) else None
-        return (
-            (starts is None or occ.opens_at >= starts)
-            and (following is None or occ.opens_at < following)
-            and occ.closes_at > self.created_at
-        )
+    @property
+    def timeline(self) -> Timeline:
+        """The schedules, pauses and stop that decide this assignment's occurrences (the shared rules)."""
+        return Timeline(self.id, self.created_at, self.segments, self.interruptions, self.closed_at)
 
     def occurrence(self, occurrence_id: str) -> Occurrence | None:
         """The occurrence with this id, or None if the assignment has none such."""
-        try:
-            assignment_id, local_start = parse_occurrence_id(occurrence_id)
-        except ValueError:
-            return None
-        if assignment_id != self.id:
-            return None
-        for index in reversed(range(len(self.segments))):
-            occ = occurrence_at(self.id, self.segments[index].schedule, local_start)
-            if occ is not None and self._governed(index, occ):
-                return occ
-        return None
+        return self.timeline.occurrence(occurrence_id)
 
     def occurrences(self, start: datetime | None, end: datetime | None) -> list[Occurrence]:
         """The occurrences opening in ``[start, end)``, in order (a later schedule wins on a shared id)."""
-        found: dict[str, Occurrence] = {}
-        for index, segment in enumerate(self.segments):
-            following = self.segments[index + 1].starts if index + 1 < len(self.segments) else None
-            lo = max((t for t in (start, segment.starts) if t is not None), default=None)
-            hi = min((t for t in (end, following) if t is not None), default=None)
-            if lo is not None and hi is not None and lo >= hi:
-                continue
-            for occ in occurrences(self.id, segment.schedule, start=lo, end=hi):
-                if occ.closes_at > self.created_at:
-                    found[occ.occurrence_id] = occ
-        return sorted(found.values(), key=lambda occ: occ.opens_at)
+        return sorted(self.timeline.opening_between(start, end), key=lambda occ: occ.opens_at)
 
     def last_close(self) -> datetime | None:
         """When the last occurrence under every schedule it has had closes."""
-        closes: list[datetime] = []
-        last = self.segments[-1]
-        if (final := last_close(last.schedule)) is not None:
-            closes.append(final)
-        for index, segment in enumerate(self.segments[:-1]):
-            following = self.segments[index + 1].starts
-            assert following is not None
-            lo = following - MAX_WINDOW
-            if segment.starts is not None:
-                lo = max(lo, segment.starts)
-            closes += [occ.closes_at for occ in occurrences(self.id, segment.schedule, start=lo, end=following)]
-        return max(closes, default=None)
+        return self.timeline.last_close()
 
     def is_void(self, occ: Occurrence) -> bool:
         """Whether an unresolved occurrence is void: the assignment was interrupted during its window."""
-        for stretch in self.interruptions:
-            if stretch.start < occ.closes_at and (stretch.end is None or stretch.end > occ.opens_at):
-                return True
-        return self.closed_at is not None and self.closed_at < occ.closes_at
+        return self.timeline.is_void(occ)
 
     def status_of(self, occ: Occurrence, resolution: Resolution | None, now: datetime) -> OccurrenceStatus:
         """Where ``occ`` stands at ``now``, given its resolution if it has one."""
@@ -323,11 +255,7 @@ class Assignment:
             if resolution.type == "skip":
                 return OccurrenceStatus.SKIPPED
             return OccurrenceStatus.PARTIAL if resolution.status is CompletionStatus.PARTIAL else OccurrenceStatus.DONE
-        if self.is_void(occ):
-            return OccurrenceStatus.VOID
-        if now < occ.opens_at:
-            return OccurrenceStatus.UPCOMING
-        return OccurrenceStatus.OPEN if now < occ.closes_at else OccurrenceStatus.MISSED
+        return OccurrenceStatus(self.timeline.standing(occ, now))
 
     def resolvable(self, occurrence_id: str, now: datetime) -> tuple[Occurrence, bool]:
         """The occurrence a completion or skip may resolve at ``now``, and whether it is late; raises otherwise."""
@@ -397,8 +325,7 @@ class Assignment:
         if "schedule" in changed:
             if next(occurrences(self.id, content.schedule, start=now), None) is None:
                 raise invalid("schedule", "the new schedule has no occurrence from now on")
-            kept = segments[:-1] if segments[-1].starts == now else segments
-            segments = (*kept, ScheduleSegment(now, content.schedule))
+            segments = revised_segments(segments, Segment(now, content.schedule))
         revised = self._changed(now, content=content, version=self.version + 1, segments=segments)
         return replace(revised, ends_at=revised.last_close()), changed
 

@@ -25,15 +25,14 @@ from homework_assignment.domain import (
     Assignment,
     AssignmentContent,
     AssignmentStatus,
-    Interruption,
     Resolution,
-    ScheduleSegment,
 )
 from homework_shared.erasure import TOMBSTONE_REASON, TOMBSTONES
 from homework_shared.errors import Conflict
 from homework_shared.events.values import Barrier, CompletionData, CompletionStatus, Schedule
 from homework_shared.export import OPERATIONAL, ClientData, by_assignment, by_client
 from homework_shared.idempotency import COLLECTION as IDEMPOTENCY_KEYS
+from homework_shared.occurrences import Interruption, Segment
 from homework_shared.read_audit import READ_AUDIT
 from homework_shared.schedule import Occurrence
 
@@ -66,7 +65,7 @@ def assignment_doc(a: Assignment) -> Doc:
         "created_at": a.created_at,
         "updated_at": a.updated_at,
         "segments": [
-            {"starts": s.starts, "schedule": _SCHEDULE.dump_python(s.schedule, mode="json")} for s in a.segments
+            {"starts": s.starts_at, "schedule": _SCHEDULE.dump_python(s.schedule, mode="json")} for s in a.segments
         ],
         "interruptions": [{"start": i.start, "end": i.end} for i in a.interruptions],
         "closed_at": a.closed_at,
@@ -89,7 +88,7 @@ def assignment_of(doc: Mapping[str, Any]) -> Assignment:
         rev=doc["rev"],
         created_at=doc["created_at"],
         updated_at=doc["updated_at"],
-        segments=tuple(ScheduleSegment(s["starts"], _SCHEDULE.validate_python(s["schedule"])) for s in doc["segments"]),
+        segments=tuple(Segment(s["starts"], _SCHEDULE.validate_python(s["schedule"])) for s in doc["segments"]),
         interruptions=tuple(Interruption(i["start"], i["end"]) for i in doc["interruptions"]),
         closed_at=doc.get("closed_at"),
         end_reason=doc.get("end_reason"),

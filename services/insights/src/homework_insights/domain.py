@@ -1,35 +1,23 @@
 """The rules of the insights, pure (no I/O): which occurrences are due, adherence, series, trends, streaks, flags.
 
-Platform-wide occurrence rules (the assignment and reminder services apply the same ones):
-
-* An occurrence O has ``opens_at``/``closes_at`` from ``homework_shared.schedule``; its
-  *effective window* is ``[max(O.opens_at, created_at), O.closes_at)``. An occurrence whose
-  window closed before the assignment was created does not exist.
-* O is **void** if at any instant of its effective window, before it was resolved, the
-  assignment was paused, cancelled or ended. A resolved occurrence is never void.
-* A revision at instant R: the old schedule governs occurrences with ``opens_at < R``, the new
-  one those with ``opens_at >= R``.
-* O is **due** once it is resolved (completed or skipped, even before it closes), or once its
-  window closed and it is not void. O is **missed** when it is due and unresolved; a late
-  completion turns a miss into a (late) completion.
+Which occurrences are due, void or missed: the platform-wide rules of :mod:`homework_shared.occurrences`
+(the assignment and reminder services apply the same ones).
 
 Adherence % = (done + sum of partial percents / 100) / due x 100, None while nothing is due.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from homework_shared.events.catalog import CompletionRecorded
-from homework_shared.events.values import OnceSchedule, RecurringSchedule
-from homework_shared.schedule import MAX_OCCURRENCES, Occurrence, occurrences, parse_occurrence_id, to_local
-
-ScheduleT = OnceSchedule | RecurringSchedule
+from homework_shared.occurrences import Expansion, ScheduleTooLong, Timeline
+from homework_shared.occurrences import expansion as shared_expansion
+from homework_shared.schedule import Occurrence, ScheduleT, parse_occurrence_id, to_local
 
 LOW_ADHERENCE_PCT = 50.0
 MIN_DUE_FOR_LOW_ADHERENCE = 4
@@ -49,146 +37,26 @@ class UnappliableEvent(ValueError):
 # ------------------------------------------------------------------ schedules, pauses, revisions
 
 
-@dataclass(frozen=True)
-class _Expansion:
-    """Every occurrence of one schedule, sorted by opening instant, for O(log n) range queries."""
-
-    local_starts: tuple[datetime, ...]
-    opens: tuple[datetime, ...]
-    closes: tuple[datetime, ...]
-    max_window: timedelta
-    index: dict[datetime, int]
-
-
-_EXPANSIONS: dict[str, _Expansion] = {}
-_EXPANSIONS_KEPT = 512
-
-
-def _expand(schedule: ScheduleT) -> _Expansion:
-    items: list[Occurrence] = []
-    for occ in occurrences("x", schedule):
-        items.append(occ)
-        if len(items) > MAX_OCCURRENCES:
-            raise UnappliableEvent(f"the schedule has more than {MAX_OCCURRENCES} occurrences")
-    items.sort(key=lambda o: o.opens_at)
-    window = max((o.closes_at - o.opens_at for o in items), default=timedelta(0))
-    return _Expansion(
-        tuple(o.local_start for o in items),
-        tuple(o.opens_at for o in items),
-        tuple(o.closes_at for o in items),
-        window,
-        {o.local_start: k for k, o in enumerate(items)},
-    )
-
-
-def expansion(schedule: ScheduleT) -> _Expansion:
-    """The cached expansion of ``schedule`` (computed once per process and schedule, then O(log n) queries)."""
-    key = schedule.model_dump_json()
-    found = _EXPANSIONS.get(key)
-    if found is None:
-        if len(_EXPANSIONS) >= _EXPANSIONS_KEPT:
-            _EXPANSIONS.pop(next(iter(_EXPANSIONS)))
-        found = _EXPANSIONS[key] = _expand(schedule)
-    return found
+def expansion(schedule: ScheduleT) -> Expansion:
+    """The shared cached expansion of ``schedule``; one too long to expand is an event the insights cannot apply."""
+    try:
+        return shared_expansion(schedule)
+    except ScheduleTooLong as exc:
+        raise UnappliableEvent(str(exc)) from exc
 
 
 @dataclass(frozen=True)
-class Segment:
-    """A schedule and the instant from which it governs occurrences (None: from the start)."""
-
-    starts_at: datetime | None
-    schedule: ScheduleT
-
-
-@dataclass(frozen=True)
-class Stop:
-    """An interval in which the assignment was paused, cancelled or ended (``end`` None: still is)."""
-
-    start: datetime
-    end: datetime | None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything that decides which occurrences of one assignment exist and which are void."""
-
-    assignment_id: str
-    created_at: datetime
-    segments: tuple[Segment, ...]
-    stops: tuple[Stop, ...] = ()
+class Plan(Timeline):
+    """An assignment's timeline (the shared rules), with what the tally of due occurrences needs."""
 
     @property
     def timezone(self) -> str:
         """The client's time zone, from the schedule in force last."""
         return self.segments[-1].schedule.timezone
 
-    def _bounds(self, i: int) -> tuple[datetime | None, datetime | None]:
-        lo = self.segments[i].starts_at if i > 0 else None
-        hi = self.segments[i + 1].starts_at if i + 1 < len(self.segments) else None
-        return lo, hi
-
-    def opening_between(self, start: datetime | None, end: datetime | None) -> Iterator[Occurrence]:
-        """Occurrences whose opening instant is in ``[start, end)``, each from the schedule that governs it."""
-        for i, seg in enumerate(self.segments):
-            lo, hi = self._bounds(i)
-            a = _later(start, lo)
-            b = _earlier(end, hi)
-            exp = expansion(seg.schedule)
-            first = 0 if a is None else bisect.bisect_left(exp.opens, a)
-            last = len(exp.opens) if b is None else bisect.bisect_left(exp.opens, b)
-            for k in range(first, last):
-                occ = Occurrence(self.assignment_id, exp.local_starts[k], exp.opens[k], exp.closes[k])
-                if self.exists(occ):
-                    yield occ
-
-    def closing_between(self, after: datetime, until: datetime) -> Iterator[Occurrence]:
-        """Occurrences whose window closes in ``(after, until]``."""
-        if until <= after:
-            return
-        widest = max(expansion(s.schedule).max_window for s in self.segments)
-        for occ in self.opening_between(after - widest, until):
-            if after < occ.closes_at <= until:
-                yield occ
-
-    def governing(self, occurrence_id: str) -> Occurrence | None:
-        """The scheduled occurrence with this id, or None if no schedule in force has it."""
-        for occ in self._candidates(occurrence_id):
-            if occ.occurrence_id == occurrence_id:
-                return occ
-        return None
-
-    def _candidates(self, occurrence_id: str) -> Iterator[Occurrence]:
-        _, local = parse_occurrence_id(occurrence_id)
-        for i, seg in enumerate(self.segments):
-            exp = expansion(seg.schedule)
-            k = exp.index.get(local, -1)
-            if k >= 0:
-                lo, hi = self._bounds(i)
-                opens = exp.opens[k]
-                if (lo is None or opens >= lo) and (hi is None or opens < hi):
-                    occ = Occurrence(self.assignment_id, local, opens, exp.closes[k])
-                    if self.exists(occ):
-                        yield occ
-
-    def exists(self, occ: Occurrence) -> bool:
-        """False for an occurrence whose window closed before the assignment was created."""
-        return occ.closes_at > self.created_at
-
-    def is_void(self, occ: Occurrence) -> bool:
-        """Whether a stop overlaps the occurrence's effective window (for an unresolved occurrence)."""
-        start = max(occ.opens_at, self.created_at)
-        return any(s.start < occ.closes_at and (s.end is None or s.end > start) for s in self.stops)
-
     def due_when_closed(self, occ: Occurrence) -> bool:
         """Whether an unresolved occurrence counts as due (missed) once its window has closed."""
         return self.exists(occ) and not self.is_void(occ)
-
-    def stopped_since(self) -> datetime | None:
-        """When the open-ended stop began (paused, cancelled or ended and not resumed), else None."""
-        for s in self.stops:
-            if s.end is None:
-                return s.start
-        return None
 
     def tally_limit(self, until: datetime) -> datetime:
         """Nothing closing after an open-ended stop began can be due unresolved: walks stop there."""
@@ -201,18 +69,6 @@ class Plan:
         last = max(ends) if ends else self.created_at
         since = self.stopped_since()
         return min(last, since) if since is not None else last
-
-
-def _later(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    return a if b is None else max(a, b)
-
-
-def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    return a if b is None else min(a, b)
 
 
 def day_of(occurrence_id: str) -> str:
@@ -486,43 +342,53 @@ def evaluate_flags(facts: AssignmentFacts, rules: Sequence[ThresholdRule]) -> li
     * ``rating_threshold_crossed``: the latest value of a series is on the wrong side of a
       threshold the therapist set.
     """
-    aid = facts.assignment_id
-    flags: list[Flag] = []
+    found = [_low_adherence(facts), _early_low_adherence(facts), _repeatedly_too_hard(facts)]
+    return [f for f in found if f is not None] + _thresholds_crossed(facts, rules)
+
+
+def _low_adherence(facts: AssignmentFacts) -> Flag | None:
     pct = adherence_pct(facts.due, facts.done, facts.partial_percent)
-    if facts.due >= MIN_DUE_FOR_LOW_ADHERENCE and pct is not None and pct < LOW_ADHERENCE_PCT:
-        flags.append(
-            Flag(
-                "low_adherence",
-                "low_adherence",
-                aid,
-                f"{facts.title}: adherence {pct:g}% is under {LOW_ADHERENCE_PCT:g}% "
-                f"({_count(facts.done)} done, {facts.partial_percent / 100:g} partial of {_count(facts.due)} due).",
-                {"adherence_pct": pct, "due": _count(facts.due), "done": _count(facts.done)},
-            )
-        )
+    if facts.due < MIN_DUE_FOR_LOW_ADHERENCE or pct is None or pct >= LOW_ADHERENCE_PCT:
+        return None
+    return Flag(
+        "low_adherence",
+        "low_adherence",
+        facts.assignment_id,
+        f"{facts.title}: adherence {pct:g}% is under {LOW_ADHERENCE_PCT:g}% "
+        f"({_count(facts.done)} done, {facts.partial_percent / 100:g} partial of {_count(facts.due)} due).",
+        {"adherence_pct": pct, "due": _count(facts.due), "done": _count(facts.done)},
+    )
+
+
+def _early_low_adherence(facts: AssignmentFacts) -> Flag | None:
     early = adherence_pct(facts.early_due, facts.early_done, facts.early_partial_percent)
-    if facts.early_due >= MIN_DUE_FOR_EARLY_LOW_ADHERENCE and early is not None and early < LOW_ADHERENCE_PCT:
-        flags.append(
-            Flag(
-                "early_low_adherence",
-                "early_low_adherence",
-                aid,
-                f"{facts.title}: adherence {early:g}% in the first {EARLY_DAYS} days "
-                f"({_count(facts.early_done)} done of {_count(facts.early_due)} due); "
-                "early adherence predicts outcome.",
-                {"early_adherence_pct": early, "early_due": _count(facts.early_due)},
-            )
-        )
-    if facts.too_hard_since_revision >= TOO_HARD_REPEATS:
-        flags.append(
-            Flag(
-                "repeatedly_too_hard",
-                "repeatedly_too_hard",
-                aid,
-                f"{facts.title}: skipped as too hard {facts.too_hard_since_revision} times; consider smaller steps.",
-                {"too_hard_skips": facts.too_hard_since_revision},
-            )
-        )
+    if facts.early_due < MIN_DUE_FOR_EARLY_LOW_ADHERENCE or early is None or early >= LOW_ADHERENCE_PCT:
+        return None
+    return Flag(
+        "early_low_adherence",
+        "early_low_adherence",
+        facts.assignment_id,
+        f"{facts.title}: adherence {early:g}% in the first {EARLY_DAYS} days "
+        f"({_count(facts.early_done)} done of {_count(facts.early_due)} due); "
+        "early adherence predicts outcome.",
+        {"early_adherence_pct": early, "early_due": _count(facts.early_due)},
+    )
+
+
+def _repeatedly_too_hard(facts: AssignmentFacts) -> Flag | None:
+    if facts.too_hard_since_revision < TOO_HARD_REPEATS:
+        return None
+    return Flag(
+        "repeatedly_too_hard",
+        "repeatedly_too_hard",
+        facts.assignment_id,
+        f"{facts.title}: skipped as too hard {facts.too_hard_since_revision} times; consider smaller steps.",
+        {"too_hard_skips": facts.too_hard_since_revision},
+    )
+
+
+def _thresholds_crossed(facts: AssignmentFacts, rules: Sequence[ThresholdRule]) -> list[Flag]:
+    flags: list[Flag] = []
     for rule in rules:
         value = facts.latest.get(rule.metric)
         if value is not None and rule.crossed_by(value):
@@ -530,7 +396,7 @@ def evaluate_flags(facts: AssignmentFacts, rules: Sequence[ThresholdRule]) -> li
                 Flag(
                     "rating_threshold_crossed",
                     f"rating_threshold_crossed:{rule.metric}",
-                    aid,
+                    facts.assignment_id,
                     f"{facts.title}: latest {rule.metric} {value:g} crosses the threshold {rule.describe()}.",
                     {"metric": rule.metric, "value": value, "threshold": rule.value, "direction": rule.direction},
                 )

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from homework_insights.alerts import facts_of, rules_of
@@ -197,7 +198,7 @@ class AssignmentReading:
         return {"current": current, "longest": s.longest}
 
     def _latest_pending_opens(self) -> datetime:
-        occ = self.plan.governing(self.pending[-1])
+        occ = self.plan.occurrence(self.pending[-1])
         return occ.opens_at if occ else self.doc["through"]
 
     def flags(self, rules: list[Any]) -> list[Flag]:
@@ -234,33 +235,57 @@ async def client_figures(
     """
     docs = await store.assignments_of(practice_id, client_id)
     page, next_cursor = page_of(docs, limit, after)
-    listed = {d["_id"] for d in page}
     readings = [AssignmentReading(d, now) for d in sorted(docs, key=lambda d: (d["created_at"], d["_id"]))]
     today = max((r.today for r in readings), default=now.date())
-    first = (today - timedelta(days=max(WINDOWS))).isoformat()
-    days = await store.days_of(practice_id, client_id, first, today.isoformat())
-    days_by_assignment: dict[str, list[Doc]] = {}
-    for d in days:
-        days_by_assignment.setdefault(d["assignment_id"], []).append(d)
+    days = await _recent_days_by_assignment(store, practice_id, client_id, today)
     rules = rules_of(await store.thresholds(practice_id, client_id)) if with_flags else []
-    overall: dict[str, Any] = {}
-    by_kind: dict[str, dict[str, Any]] = {}
-    windows: dict[int, dict[str, Any]] = {n: {} for n in WINDOWS}
-    assignments, flags = [], []
+    figures = ClientFigures(listed={d["_id"] for d in page}, with_flags=with_flags)
     for r in readings:
+        figures.add(r, days.get(r.doc["_id"], []), rules)
+    return figures.result(client_id, now, next_cursor)
+
+
+async def _recent_days_by_assignment(
+    store: Store, practice_id: str, client_id: str, today: date
+) -> dict[str, list[Doc]]:
+    """The client's day documents of the longest window up to ``today``, per assignment."""
+    first = (today - timedelta(days=max(WINDOWS))).isoformat()
+    by_assignment: dict[str, list[Doc]] = {}
+    for d in await store.days_of(practice_id, client_id, first, today.isoformat()):
+        by_assignment.setdefault(d["assignment_id"], []).append(d)
+    return by_assignment
+
+
+@dataclass
+class ClientFigures:
+    """A client's figures, gathered one assignment at a time: the totals over all, the views of one page."""
+
+    listed: set[str]
+    with_flags: bool
+    overall: dict[str, Any] = field(default_factory=dict)
+    by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
+    windows: dict[int, dict[str, Any]] = field(default_factory=lambda: {n: {} for n in WINDOWS})
+    assignments: list[dict[str, Any]] = field(default_factory=list)
+    flags: list[Doc] = field(default_factory=list)
+
+    def add(self, r: AssignmentReading, mine: list[Doc], rules: list[Any]) -> None:
+        """Count one assignment in (``mine``: its recent day documents); list it if it is on the page."""
         totals = r.totals()
-        merge_counts(overall, totals)
-        merge_counts(by_kind.setdefault(r.doc["kind"], {}), totals)
-        mine = days_by_assignment.get(r.doc["_id"], [])
+        merge_counts(self.overall, totals)
+        merge_counts(self.by_kind.setdefault(r.doc["kind"], {}), totals)
         recent = {}
         for n in WINDOWS:
             counts = r.days_counts(mine, days_back(r.today, n), r.today.isoformat())
-            merge_counts(windows[n], counts)
+            merge_counts(self.windows[n], counts)
             recent[f"last_{n}_days"] = _window(counts)
-        mine_flags = [f.to_doc() for f in r.flags(rules)] if with_flags else []
-        flags.extend(mine_flags)
-        if r.doc["_id"] not in listed:
-            continue
+        mine_flags = [f.to_doc() for f in r.flags(rules)] if self.with_flags else []
+        self.flags.extend(mine_flags)
+        if r.doc["_id"] in self.listed:
+            self.assignments.append(self._view(r, totals, recent, mine, mine_flags))
+
+    def _view(
+        self, r: AssignmentReading, totals: Doc, recent: Doc, mine: list[Doc], mine_flags: list[Doc]
+    ) -> dict[str, Any]:
         view: dict[str, Any] = {
             **r.header(),
             **figures_from(totals),
@@ -269,20 +294,23 @@ async def client_figures(
             "series": series_view(d for d in mine if d["date"] >= days_back(r.today, 28)),
             "exposure_steps": exposure_view(r.doc),
         }
-        if with_flags:
+        if self.with_flags:
             view["flags"] = mine_flags
-        assignments.append(view)
-    result: dict[str, Any] = {
-        "client_id": client_id,
-        "as_of": now,
-        "overall": {**figures_from(overall), **{f"last_{n}_days": _window(windows[n]) for n in WINDOWS}},
-        "by_kind": {kind: figures_from(c) for kind, c in sorted(by_kind.items())},
-        "assignments": assignments,
-        "next_cursor": next_cursor,
-    }
-    if with_flags:
-        result["flags"] = flags
-    return result
+        return view
+
+    def result(self, client_id: str, now: datetime, next_cursor: str | None) -> dict[str, Any]:
+        """The response body: overall and per-kind figures, the page of assignments, and the flags when asked."""
+        result: dict[str, Any] = {
+            "client_id": client_id,
+            "as_of": now,
+            "overall": {**figures_from(self.overall), **{f"last_{n}_days": _window(self.windows[n]) for n in WINDOWS}},
+            "by_kind": {kind: figures_from(c) for kind, c in sorted(self.by_kind.items())},
+            "assignments": self.assignments,
+            "next_cursor": next_cursor,
+        }
+        if self.with_flags:
+            result["flags"] = self.flags
+        return result
 
 
 def _window(counts: Mapping[str, Any]) -> dict[str, Any]:

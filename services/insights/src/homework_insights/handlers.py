@@ -27,8 +27,6 @@ from homework_insights.domain import (
     ATTEMPTS_KEPT,
     EARLY_DAYS,
     Plan,
-    Segment,
-    Stop,
     Streak,
     UnappliableEvent,
     after_reminder,
@@ -56,6 +54,7 @@ from homework_shared.events import (
     Schedule,
 )
 from homework_shared.events.values import Barrier
+from homework_shared.occurrences import Interruption, Segment
 from homework_shared.schedule import parse_occurrence_id
 
 log = logging.getLogger(__name__)
@@ -126,7 +125,7 @@ def instant_of(event: Any) -> datetime:
 def plan_of(doc: Doc) -> Plan:
     """The plan (segments and stops) an assignment document describes."""
     segments = tuple(Segment(s["from"], SCHEDULE.validate_python(s["schedule"])) for s in doc["segments"])
-    stops = tuple(Stop(s["start"], s.get("end")) for s in doc.get("stops", []))
+    stops = tuple(Interruption(s["start"], s.get("end")) for s in doc.get("stops", []))
     return Plan(doc["_id"], doc["created_at"], segments, stops)
 
 
@@ -198,7 +197,7 @@ async def revise(work: Work, old: Plan, event: AssignmentRevised) -> None:
     expansion(event.schedule)
     kept = [s for s in a["segments"] if s["from"] is None or s["from"] < at]
     segments = [*kept, {"from": at, "schedule": event.schedule.model_dump(mode="json")}]
-    new = Plan(old.assignment_id, old.created_at, plan_of({**a, "segments": segments}).segments, old.stops)
+    new = Plan(old.assignment_id, old.created_at, plan_of({**a, "segments": segments}).segments, old.interruptions)
     await retally(work, old, new, at)
     for name, value in (
         ("segments", segments),
@@ -242,7 +241,8 @@ async def change_state(
             stops.append({"start": at, "end": None})
         work.a.set("ended_at", at)
     await catch_up(work, old, min(instant_of(event), work.ctx.now))
-    new = Plan(old.assignment_id, old.created_at, old.segments, tuple(Stop(s["start"], s["end"]) for s in stops))
+    interruptions = tuple(Interruption(s["start"], s["end"]) for s in stops)
+    new = Plan(old.assignment_id, old.created_at, old.segments, interruptions)
     await retally(work, old, new, at)
     work.a.set("stops", stops)
     work.a.set("state", new_state)
@@ -321,7 +321,7 @@ async def record_resolution(work: Work, plan: Plan, event: CompletionRecorded | 
         return
     await catch_up(work, plan, min(instant_of(event), work.ctx.now))
     a = work.a.doc
-    scheduled = plan.governing(oid)
+    scheduled = plan.occurrence(oid)
     opens = scheduled.opens_at if scheduled else event.opens_at
     closes = scheduled.closes_at if scheduled else event.closes_at
     tallied = scheduled is not None and closes <= a["through"] and plan.due_when_closed(scheduled)
@@ -407,7 +407,7 @@ async def record_missed(work: Work, plan: Plan, event: OccurrenceMissed) -> None
     work.count(oid, "missed_reported")
     await catch_up(work, plan, min(event.detected_at, work.ctx.now))
     if not occ.doc.get("resolution"):
-        scheduled = plan.governing(oid)
+        scheduled = plan.occurrence(oid)
         opens = scheduled.opens_at if scheduled else event.opens_at
         occ.set("opens_at", opens)
         occ.set("closes_at", scheduled.closes_at if scheduled else event.closes_at)

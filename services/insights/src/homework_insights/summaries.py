@@ -11,6 +11,7 @@ the assignments active in it, not the history.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -50,54 +51,76 @@ async def build_summary(
     if start > end:
         raise PeriodError("from must not be after to")
     zone = client["timezone"]
-    first_day, last_day = local_day(start, zone).isoformat(), local_day(end, zone).isoformat()
-    docs = {d["_id"]: d for d in await store.assignments_of(practice_id, client_id, active_since=start)}
-    days = await store.days_of(practice_id, client_id, first_day, last_day)
-    for d in days:
-        if d["assignment_id"] not in docs and (found := await store.assignment(d["assignment_id"])) is not None:
-            docs[found["_id"]] = found
+    sections = SummarySections(local_day(start, zone).isoformat(), local_day(end, zone).isoformat(), zone)
+    docs, days = await _period_assignments(store, practice_id, client_id, start, sections)
     rules = rules_of(await store.thresholds(practice_id, client_id))
-    total: dict[str, Any] = {}
-    rows: list[Doc] = []
-    series: list[Doc] = []
-    exposure: list[Doc] = []
-    flags: list[Doc] = []
     for doc in sorted(docs.values(), key=lambda d: d["created_at"]):
-        if doc["created_at"] > end:
-            continue
-        reading = AssignmentReading(doc, now)
-        mine = [d for d in days if d["assignment_id"] == doc["_id"]]
-        counts = reading.days_counts(mine, first_day, last_day)
-        merge_counts(total, counts)
-        rows.append({**reading.header(), **figures_from(counts), "streak": reading.streak()})
-        for view in series_view(mine):
-            series.append({"assignment_id": doc["_id"], "title": doc["title"], **view})
-        for step in exposure_view(doc):
-            attempts = [a for a in step["attempts"] if first_day <= local_day(a["at"], zone).isoformat() <= last_day]
-            if attempts:
-                exposure.append({"assignment_id": doc["_id"], "title": doc["title"], **step, "attempts": attempts})
-        flags.extend(f.to_doc() for f in reading.flags(rules))
-    headline = figures_from(total)
+        if doc["created_at"] <= end:
+            sections.add(AssignmentReading(doc, now), [d for d in days if d["assignment_id"] == doc["_id"]], rules)
+    headline = figures_from(sections.total)
     return {
         "_id": f"sum-{uuid.uuid4().hex[:16]}",
         "client_id": client_id,
         "practice_id": practice_id,
         "period_start": start,
         "period_end": end,
-        "first_day": first_day,
-        "last_day": last_day,
+        "first_day": sections.first_day,
+        "last_day": sections.last_day,
         "timezone": zone,
         "generated_at": now,
         "generated_by": generated_by,
         "headline": headline,
-        "assignments": rows,
-        "series": series,
-        "exposure": exposure,
+        "assignments": sections.rows,
+        "series": sections.series,
+        "exposure": sections.exposure,
         "barriers": [{"barrier": b, "count": n} for b, n in headline["barriers"].items()],
-        "flags": flags,
-        "changes": changes_since(previous, headline, flags),
+        "flags": sections.flags,
+        "changes": changes_since(previous, headline, sections.flags),
         "thresholds": [{"metric": r.metric, "direction": r.direction, "value": r.value} for r in rules],
     }
+
+
+async def _period_assignments(
+    store: Store, practice_id: str, client_id: str, start: datetime, sections: SummarySections
+) -> tuple[dict[str, Doc], list[Doc]]:
+    """The assignments active since ``start`` or with a day in the period, and the period's day documents."""
+    docs = {d["_id"]: d for d in await store.assignments_of(practice_id, client_id, active_since=start)}
+    days = await store.days_of(practice_id, client_id, sections.first_day, sections.last_day)
+    for d in days:
+        if d["assignment_id"] not in docs and (found := await store.assignment(d["assignment_id"])) is not None:
+            docs[found["_id"]] = found
+    return docs, days
+
+
+@dataclass
+class SummarySections:
+    """The parts of a summary over the local days ``first_day``..``last_day``, gathered one assignment at a time."""
+
+    first_day: str
+    last_day: str
+    zone: str
+    total: dict[str, Any] = field(default_factory=dict)
+    rows: list[Doc] = field(default_factory=list)
+    series: list[Doc] = field(default_factory=list)
+    exposure: list[Doc] = field(default_factory=list)
+    flags: list[Doc] = field(default_factory=list)
+
+    def add(self, reading: AssignmentReading, mine: list[Doc], rules: list[Any]) -> None:
+        """One assignment's figures, series, exposure attempts and flags in the period (``mine``: its days)."""
+        doc = reading.doc
+        counts = reading.days_counts(mine, self.first_day, self.last_day)
+        merge_counts(self.total, counts)
+        self.rows.append({**reading.header(), **figures_from(counts), "streak": reading.streak()})
+        for view in series_view(mine):
+            self.series.append({"assignment_id": doc["_id"], "title": doc["title"], **view})
+        for step in exposure_view(doc):
+            attempts = [a for a in step["attempts"] if self._in_period(a["at"])]
+            if attempts:
+                self.exposure.append({"assignment_id": doc["_id"], "title": doc["title"], **step, "attempts": attempts})
+        self.flags.extend(f.to_doc() for f in reading.flags(rules))
+
+    def _in_period(self, instant: datetime) -> bool:
+        return self.first_day <= local_day(instant, self.zone).isoformat() <= self.last_day
 
 
 def changes_since(previous: Doc | None, headline: dict[str, Any], flags: list[Doc]) -> dict[str, Any] | None:

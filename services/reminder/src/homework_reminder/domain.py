@@ -1,17 +1,7 @@
 """The reminder rules, pure: which occurrences an assignment has, which of them are void, when their reminders fall due.
 
-Platform-wide occurrence rules (shared by the three services):
-
-* An occurrence O has ``opens_at``/``closes_at`` from :mod:`homework_shared.schedule`; its effective
-  window is ``[max(O.opens_at, created_at), O.closes_at)``. An occurrence that closed before the
-  assignment was created does not exist.
-* O is **void** (no reminders, never missed) if the assignment was paused, cancelled or ended at
-  any instant of its effective window before O was resolved: a pause from P to Q voids every
-  unresolved occurrence open at P or opening in [P, Q); a cancel or end at C voids the one open at
-  C and every later one.
-* A revision at R: the old schedule governs occurrences opening before R, the new one those
-  opening at or after R. Occurrence ids are deterministic, so an id in both is one occurrence.
-* O is **missed** when its window closes unresolved and it is not void.
+Which occurrences an assignment has and which are void: the platform-wide rules of
+:mod:`homework_shared.occurrences`.
 
 Reminder rules (this service's own):
 
@@ -39,10 +29,11 @@ from enum import StrEnum
 from typing import Literal
 
 from homework_shared.errors import Conflict
-from homework_shared.events import Channel, HomeworkKind, OnceSchedule, RecurringSchedule, ReminderWish
-from homework_shared.schedule import Occurrence, occurrences, to_local, to_utc
+from homework_shared.events import Channel, HomeworkKind, ReminderWish
+from homework_shared.occurrences import Interruption, Timeline, revised_segments
+from homework_shared.occurrences import Segment as ScheduleSegment
+from homework_shared.schedule import Occurrence, ScheduleT, to_local, to_utc
 
-ScheduleT = OnceSchedule | RecurringSchedule
 CancelReason = Literal[
     "completed",
     "skipped",
@@ -91,26 +82,10 @@ class ForeignResolution(ValueError):
 
 
 @dataclass(frozen=True)
-class Segment:
+class Segment(ScheduleSegment):
     """A schedule and its reminder wishes, governing occurrences that open at or after ``starts_at``."""
 
-    starts_at: datetime | None
-    schedule: ScheduleT
     reminders: tuple[ReminderWish, ...]
-
-    @property
-    def window(self) -> timedelta:
-        """The longest an occurrence of this schedule stays open."""
-        s = self.schedule
-        if isinstance(s, OnceSchedule):
-            return to_utc(s.due_at, s.timezone) - to_utc(s.opens_at, s.timezone)
-        return timedelta(minutes=s.window_minutes)
-
-
-@dataclass(frozen=True)
-class Pause:
-    start: datetime
-    end: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +100,7 @@ class Plan:
     version: int
     created_at: datetime
     segments: tuple[Segment, ...]
-    pauses: tuple[Pause, ...] = ()
+    pauses: tuple[Interruption, ...] = ()
     stopped_at: datetime | None = None
     stop_reason: StopReason | None = None
     reminders_from: datetime | None = None
@@ -144,14 +119,15 @@ class Plan:
         return self.reminders_from or self.created_at
 
     @property
-    def longest_window(self) -> timedelta:
-        return max(s.window for s in self.segments)
+    def timeline(self) -> Timeline:
+        """The schedules, pauses and stop that decide this assignment's occurrences (the shared rules)."""
+        return Timeline(self.assignment_id, self.created_at, self.segments, self.pauses, self.stopped_at)
 
     def paused(self, at: datetime) -> Plan:
         """The plan paused at ``at`` (unchanged when it is not active)."""
         if self.state != "active":
             return self
-        return replace(self, pauses=(*self.pauses, Pause(at)))
+        return replace(self, pauses=(*self.pauses, Interruption(at)))
 
     def resumed(self, at: datetime) -> Plan:
         """The plan resumed at ``at`` (unchanged when it is not paused)."""
@@ -160,7 +136,7 @@ class Plan:
         last = self.pauses[-1]
         return replace(
             self,
-            pauses=(*self.pauses[:-1], Pause(last.start, max(at, last.start))),
+            pauses=(*self.pauses[:-1], Interruption(last.start, max(at, last.start))),
             reminders_from=max(at, self.not_before),
         )
 
@@ -182,42 +158,28 @@ class Plan:
         """The plan with a new schedule governing occurrences that open at or after ``at``."""
         if version <= self.version:
             return self
-        kept = tuple(s for s in self.segments if s.starts_at is None or s.starts_at < at)
         return replace(
             self,
             title=title,
             kind=kind,
             version=version,
-            segments=(*kept, Segment(at, schedule, reminders)),
+            segments=revised_segments(self.segments, Segment(at, schedule, reminders)),
             reminders_from=max(at, self.not_before),
         )
 
 
 def expected_occurrences(plan: Plan, *, since: datetime, until: datetime) -> Iterator[tuple[Occurrence, Segment]]:
     """Occurrences that close after ``since`` and open before ``until``, each with the segment governing it."""
-    for i, segment in enumerate(plan.segments):
-        seg_start = segment.starts_at
-        seg_end = plan.segments[i + 1].starts_at if i + 1 < len(plan.segments) else None
-        lo = since - segment.window
-        if seg_start is not None:
-            lo = max(lo, seg_start)
-        hi = until if seg_end is None else min(until, seg_end)
-        if lo >= hi:
-            continue
-        for occ in occurrences(plan.assignment_id, segment.schedule, start=lo, end=hi):
-            if occ.closes_at > since and occ.closes_at > plan.created_at:
-                yield occ, segment
+    for i, occ in plan.timeline.overlapping(since, until):
+        yield occ, plan.segments[i]
 
 
 def void_reason(plan: Plan, occ: Occurrence) -> CancelReason | None:
     """Why ``occ`` is void (the assignment was paused, cancelled or ended during its window), or None."""
-    opens = max(occ.opens_at, plan.created_at)
-    if plan.stopped_at is not None and plan.stopped_at < occ.closes_at:
+    cause = plan.timeline.void_cause(occ)
+    if cause == "stopped":
         return plan.stop_reason
-    for pause in plan.pauses:
-        if pause.start < occ.closes_at and (pause.end is None or pause.end > opens):
-            return "assignment_paused"
-    return None
+    return None if cause is None else "assignment_paused"
 
 
 @dataclass(frozen=True)
