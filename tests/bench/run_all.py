@@ -25,6 +25,8 @@ from tests.bench.common import RESULTS, Figure, load_all, save
 from tests.infra import Infra, devstack, session_infra
 
 DOC = Path("docs/benchmarks.md")
+PROFILES = Path("tests/bench/profiles.md")
+"""Where each service's time goes (py-spy), and the next steps: appended to the report as written."""
 
 
 def suites() -> list[str]:
@@ -72,6 +74,8 @@ def render(results: dict[str, list[Figure]]) -> str:
                 "![latency percentiles](benchmarks-latency.svg)",
                 "",
             ]
+    if PROFILES.exists():  # written by hand from py-spy profiles: kept across runs
+        lines += [PROFILES.read_text().rstrip(), ""]
     return "\n".join(lines)
 
 
