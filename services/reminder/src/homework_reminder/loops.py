@@ -58,6 +58,9 @@ class Workers:
         self.poll = settings.poll_interval_s
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        # The fire loops (``fire_concurrency``) claim one after another, so each claims the next batch
+        # instead of racing for the same one; the batches then fire in transactions of their own.
+        self._claiming = asyncio.Lock()
 
     def start(self) -> None:
         self._stopping = False
@@ -70,6 +73,10 @@ class Workers:
         }
         self._tasks = [
             asyncio.create_task(self._forever(name, step), name=f"reminder-{name}") for name, step in loops.items()
+        ]
+        self._tasks += [
+            asyncio.create_task(self._forever("fire", self.fire_due), name=f"reminder-fire-{i}")
+            for i in range(1, self.settings.fire_concurrency)
         ]
 
     async def stop(self) -> None:
@@ -127,7 +134,8 @@ class Workers:
 
     async def fire_due(self) -> float:
         """Claim and fire one batch; with nothing due, wait for the next due instant."""
-        claim = await self.firing.claim_due()
+        async with self._claiming:
+            claim = await self.firing.claim_due()
         if claim.taken_over:
             self.metrics.leases_taken_over.inc(claim.taken_over)
             log.info("took over %d reminders from expired leases", claim.taken_over)
