@@ -29,7 +29,14 @@ from homework_shared.auth.jwt import TokenVerifier
 from homework_shared.bounded_input import BoundedBodyMiddleware
 from homework_shared.errors import DomainError
 from homework_shared.mongo import TRANSIENT_TRANSACTION_ERROR
-from homework_shared.observability import HttpMetrics, RequestContextMiddleware, ServiceMetrics, new_metrics_registry
+from homework_shared.observability import (
+    HttpMetrics,
+    RequestContextMiddleware,
+    ServiceMetrics,
+    configure_tracing,
+    instrument_app,
+    new_metrics_registry,
+)
 from homework_shared.settings import ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -56,6 +63,7 @@ def create_app(
     (a ``ServiceMetrics`` for the service's own metrics) and ``readiness_checks`` (a dict the
     lifespan may add to once its resources exist: see ``add_readiness_check``).
     """
+    configure_tracing(settings.service_name)  # before any MongoDB client exists: see configure_tracing
     app = FastAPI(title=title, version=version, lifespan=lifespan, docs_url="/docs", openapi_url="/openapi.json")
     registry = new_metrics_registry()
     app.state.settings = settings
@@ -68,6 +76,7 @@ def create_app(
     app.add_middleware(BoundedBodyMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
     add_error_handlers(app)
+    instrument_app(app)
     app.include_router(ops_router)
     for router in routers:
         app.include_router(router)

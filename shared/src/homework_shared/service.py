@@ -34,7 +34,7 @@ from homework_shared.http import add_readiness_check
 from homework_shared.idempotency import ensure_idempotency_indexes
 from homework_shared.kafka import ensure_topics, kafka_security, make_broker
 from homework_shared.mongo import make_mongo_client, mongo_ping
-from homework_shared.observability import current_traceparent
+from homework_shared.observability import configure_tracing, current_traceparent
 from homework_shared.outbox import Outbox, OutboxMetrics, OutboxRelay
 from homework_shared.settings import ConsumerSettings, ServiceSettings
 from homework_shared.tasks import stop_task
@@ -73,6 +73,7 @@ class Runtime:
     ) -> Runtime:
         """Wire everything from settings; ``stream`` is the event stream this service publishes to."""
         clock = clock or clock_from(settings)
+        configure_tracing(settings.service_name)  # before the MongoDB client: its commands are traced
         mongo = make_mongo_client(settings)
         db = mongo[settings.mongodb_database]
         topics = Topics(prefix=settings.topic_prefix)
