@@ -107,8 +107,16 @@ async def readyz(request: Request) -> JSONResponse:
     outcomes = await asyncio.gather(*(_run_check(check, timeout_s) for check in checks.values()))
     results = dict(zip(checks, outcomes, strict=True))
     ready = all(outcome == "ok" for outcome in outcomes)
+    checked = request.app.state.metrics.gauge(
+        "readiness_check_up", "1 if the readiness check passed when /readyz last ran it, else 0", ["check"]
+    )
+    for name, outcome in results.items():
+        checked.labels(name).set(1 if outcome == "ok" else 0)
+    # Details beside the verdicts, e.g. "consumers": each consumer group's membership and lag (ConsumerLagSampler).
+    details = {name: report() for name, report in getattr(request.app.state, "readiness_details", {}).items()}
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": results}, status_code=200 if ready else 503
+        {"status": "ready" if ready else "not_ready", "checks": results, **details},
+        status_code=200 if ready else 503,
     )
 
 

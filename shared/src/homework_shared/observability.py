@@ -25,6 +25,7 @@ one JSON line when it ends, inside the request's server span.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ from typing import Any, TypeVar, cast
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -163,6 +164,26 @@ def trace_context(
     finally:
         if request_token is not None:
             _request_id.reset(request_token)
+
+
+def span_context_in(ctx: contextvars.Context) -> SpanContext:
+    """The span that was current in a copied context (a request queued for a shared transaction, say)."""
+    return ctx.run(lambda: trace.get_current_span().get_span_context())
+
+
+@contextlib.contextmanager
+def batch_span(
+    name: str, parents: Sequence[SpanContext], attributes: Mapping[str, Any] | None = None
+) -> Iterator[Span]:
+    """A span for work done once for several requests (a group commit): the child of the one request's span
+    when there is one, else the root of a new trace linked to each request's span (as a batch consumer's)."""
+    valid = [p for p in parents if p.is_valid]
+    if len(valid) == 1:
+        ctx, links = trace.set_span_in_context(NonRecordingSpan(valid[0])), []
+    else:
+        ctx, links = otel_context.Context(), [Link(p) for p in valid]
+    with tracer.start_as_current_span(name, context=ctx, links=links, attributes=attributes) as span:
+        yield span
 
 
 def _messaging(operation: str, operation_type: str, topic: str, **extra: Any) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from homework_shared.auth import Principal, can_see_client
 from homework_shared.errors import DomainError
 from homework_shared.idempotency import caller_scope, remembered
 from homework_shared.mongo import MongoClient, run_in_transaction
+from homework_shared.observability import batch_span, span_context_in
 from homework_shared.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,10 @@ class ResolutionWriter:
         if self.batch_sizes is not None:
             self.batch_sizes.observe(len(batch))
         try:
-            outcomes = await run_in_transaction(self.client, lambda session: self._write(session, batch))
+            with batch_span(
+                "write resolutions", [span_context_in(r.context) for r in batch], {"homework.batch.size": len(batch)}
+            ):
+                outcomes = await run_in_transaction(self.client, lambda session: self._write(session, batch))
         except (DuplicateKeyError, BulkWriteError, _Raced) as error:
             if len(batch) == 1:
                 _settle(batch[0], Clash(str(error)))
