@@ -160,7 +160,15 @@ def trace_context(
     request_token = _request_id.set(request_id) if request_id is not None else None
     try:
         with tracer.start_as_current_span(name, context=ctx) as span:
-            yield span
+            if span.get_span_context().is_valid:
+                yield span
+                return
+        # Tracing off (OTEL_SDK_DISABLED, or not configured in this process): pass the caller's context on as it is.
+        token = otel_context.attach(ctx)
+        try:
+            yield trace.get_current_span()
+        finally:
+            otel_context.detach(token)
     finally:
         if request_token is not None:
             _request_id.reset(request_token)
