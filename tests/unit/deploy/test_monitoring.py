@@ -32,6 +32,10 @@ def alerts() -> list[dict[str, object]]:
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
 
 
+BUILD_TIMEOUT = pytest.mark.timeout(3600)
+"""The first test that needs promtool may build it (``go install``: minutes, far more on a busy 2-core machine)."""
+
+
 @pytest.fixture(scope="module")
 def promtool() -> Path:
     return promtool_path()  # built with `go install` at the pinned version when the cache has none
@@ -41,12 +45,14 @@ def run(promtool: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(promtool), *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@BUILD_TIMEOUT
 def test_the_alert_rules_pass_promtool_check(promtool: Path) -> None:
     result = run(promtool, "check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(alerts())} rules found" in result.stdout + result.stderr
 
 
+@BUILD_TIMEOUT
 def test_every_alert_has_a_promtool_unit_test_and_they_all_pass(promtool: Path) -> None:
     tested = {
         case["alertname"]
@@ -60,6 +66,7 @@ def test_every_alert_has_a_promtool_unit_test_and_they_all_pass(promtool: Path) 
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@BUILD_TIMEOUT
 def test_promtool_test_rules_would_fail_a_rule_that_does_not_fire(promtool: Path, tmp_path: Path) -> None:
     broken = RULES.read_text().replace(
         "outbox_oldest_unsent_age_seconds) > 300", "outbox_oldest_unsent_age_seconds) > 3000"
