@@ -3,7 +3,8 @@
 ``python -m deploy.local.promtool [args...]`` runs it (building it first when missing). The version
 is pinned: ``go install github.com/prometheus/prometheus/cmd/promtool@v0.316.0`` into
 ``<devstack cache>/promtool-v0.316.0/`` (the Go module's tags are ``v0.3xx``; the Prometheus release
-is 3.x). Building takes a few minutes on 2 cores the first time, then nothing.
+is 3.x). The first build compiles its service-discovery dependencies (Kubernetes, cloud SDKs): 15 min on an
+idle 2-core machine, over an hour on a loaded one; after that, nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def promtool_path() -> Path:
     if go is None:
         raise RuntimeError("promtool is built with Go (`go install`): install Go 1.24 or newer")
     target.mkdir(parents=True, exist_ok=True)
-    print(f"building promtool {PROMTOOL_VERSION} into {target} (once; a few minutes)", file=sys.stderr)
+    print(f"building promtool {PROMTOOL_VERSION} into {target} (once; long: see the module docstring)", file=sys.stderr)
     env = {**os.environ, "GOBIN": str(target), "CGO_ENABLED": "0"}
     subprocess.run([go, "install", f"{MODULE}@{PROMTOOL_VERSION}"], check=True, env=env)
     return binary
