@@ -3,8 +3,8 @@
 ``python -m deploy.local.promtool [args...]`` runs it (building it first when missing). The version
 is pinned: ``go install github.com/prometheus/prometheus/cmd/promtool@v0.316.0`` into
 ``<devstack cache>/promtool-v0.316.0/`` (the Go module's tags are ``v0.3xx``; the Prometheus release
-is 3.x). The first build compiles its service-discovery dependencies (Kubernetes, cloud SDKs): 15 min on an
-idle 2-core machine, over an hour on a loaded one; after that, nothing.
+is 3.x). The first build compiles its service-discovery dependencies (Kubernetes, cloud SDKs): 77 min measured
+on the busy shared 2-core machine (less when idle); after that, nothing.
 """
 
 from __future__ import annotations
