@@ -62,7 +62,16 @@ token: install ## mint a development JWT: make token ROLE=therapist SUB=t1 PRACT
 clean: infra-down
 	rm -rf .venv .devstack .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: manifests config-reference dlq-replay
+.PHONY: manifests config-reference dlq-replay monitoring promtool
+
+monitoring: install ## regenerate the PrometheusRule manifest and the Grafana dashboards from their sources, then check the rules with promtool
+	$(PY) -m deploy.prometheus.render
+	$(PY) -m deploy.grafana.build
+	$(PY) -m deploy.local.promtool check rules deploy/prometheus/rules.yml
+	$(PY) -m deploy.local.promtool test rules deploy/prometheus/tests.yml
+
+promtool: install ## build the pinned promtool into the devstack cache (once; make test does it when missing)
+	$(PY) -c "from deploy.local.promtool import promtool_path; print(promtool_path())"
 
 manifests: install ## print the Kubernetes manifests of an overlay: make -s manifests OVERLAY=prod > prod.yaml
 	@$(PY) deploy/k8s/render.py $(or $(OVERLAY),dev)

@@ -56,6 +56,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailur
 from homework_shared import after_commit
 from homework_shared.events.envelope import Envelope, EventDecodeError, decode
 from homework_shared.kafka import raw_body, renew_producer_if_failed
+from homework_shared.observability import batch_consumer_span, consumer_span
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +277,8 @@ class EventConsumer:
                 return False
         started = time.perf_counter()
         try:
-            await self._transaction(envs)
+            with batch_consumer_span(records, self.group):
+                await self._transaction(envs)
         except Exception as exc:  # noqa: BLE001 - every record is then handled alone, which reports its own error
             log.debug("a group of %d events was not applied together (%r); applying each alone", len(envs), exc)
             if isinstance(exc, ConnectionFailure):  # a timeout among them: the group was too much
@@ -310,6 +312,10 @@ class EventConsumer:
     async def handle_record(self, msg: KafkaMessage, record: Any, deadline: float) -> None:
         """The life of one record: see the module docstring. Transient failures are retried until ``deadline``
         (``time.monotonic()``), then the record is parked as ``transient_exhausted``."""
+        with consumer_span(record, self.group):  # in the producer's trace: what the apply stages carries it on
+            await self._handle_record(msg, record, deadline)
+
+    async def _handle_record(self, msg: KafkaMessage, record: Any, deadline: float) -> None:
         self._observe_lag(msg, record)
         try:
             env = decode(record.headers, record.value)

@@ -29,7 +29,14 @@ from homework_shared.auth.jwt import TokenVerifier
 from homework_shared.bounded_input import BoundedBodyMiddleware
 from homework_shared.errors import DomainError
 from homework_shared.mongo import TRANSIENT_TRANSACTION_ERROR
-from homework_shared.observability import HttpMetrics, RequestContextMiddleware, ServiceMetrics, new_metrics_registry
+from homework_shared.observability import (
+    HttpMetrics,
+    RequestContextMiddleware,
+    ServiceMetrics,
+    configure_tracing,
+    instrument_app,
+    new_metrics_registry,
+)
 from homework_shared.settings import ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -56,6 +63,7 @@ def create_app(
     (a ``ServiceMetrics`` for the service's own metrics) and ``readiness_checks`` (a dict the
     lifespan may add to once its resources exist: see ``add_readiness_check``).
     """
+    configure_tracing(settings.service_name)  # before any MongoDB client exists: see configure_tracing
     app = FastAPI(title=title, version=version, lifespan=lifespan, docs_url="/docs", openapi_url="/openapi.json")
     registry = new_metrics_registry()
     app.state.settings = settings
@@ -68,6 +76,7 @@ def create_app(
     app.add_middleware(BoundedBodyMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
     add_error_handlers(app)
+    instrument_app(app)
     app.include_router(ops_router)
     for router in routers:
         app.include_router(router)
@@ -98,8 +107,16 @@ async def readyz(request: Request) -> JSONResponse:
     outcomes = await asyncio.gather(*(_run_check(check, timeout_s) for check in checks.values()))
     results = dict(zip(checks, outcomes, strict=True))
     ready = all(outcome == "ok" for outcome in outcomes)
+    checked = request.app.state.metrics.gauge(
+        "readiness_check_up", "1 if the readiness check passed when /readyz last ran it, else 0", ["check"]
+    )
+    for name, outcome in results.items():
+        checked.labels(name).set(1 if outcome == "ok" else 0)
+    # Details beside the verdicts, e.g. "consumers": each consumer group's membership and lag (ConsumerLagSampler).
+    details = {name: report() for name, report in getattr(request.app.state, "readiness_details", {}).items()}
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": results}, status_code=200 if ready else 503
+        {"status": "ready" if ready else "not_ready", "checks": results, **details},
+        status_code=200 if ready else 503,
     )
 
 

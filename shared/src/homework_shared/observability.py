@@ -1,27 +1,47 @@
-"""Logs, traces and metrics: JSON log lines carrying request and trace ids, W3C trace context, Prometheus metrics.
+"""Logs, traces and metrics: JSON log lines carrying request and trace ids, OpenTelemetry traces, Prometheus metrics.
+
+Traces are the OpenTelemetry SDK's, configured by the standard ``OTEL_*`` variables only
+(``configure_tracing``): ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) turns on the
+OTLP/HTTP exporter, ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES`` name the service,
+``OTEL_TRACES_SAMPLER(_ARG)`` sample, ``OTEL_SDK_DISABLED=true`` turns tracing off. With no endpoint
+nothing is exported: spans still get ids (log lines and events carry them) and are dropped on end.
+
+OTLP over HTTP/protobuf, not gRPC: the collector's default receiver either way (port 4318), but no
+``grpcio`` (a large native wheel that does not survive ``fork``) and it passes plain HTTP proxies.
+FastAPI requests are traced by ``opentelemetry-instrumentation-fastapi``, MongoDB commands by
+``opentelemetry-instrumentation-pymongo`` (a global ``pymongo.monitoring`` command listener, which
+PyMongo's ``AsyncMongoClient`` calls too, in the awaiting task, so its spans nest under the caller's).
+Kafka producer and consumer spans are written here (``producer_span``, ``consumer_span``) by the
+messaging semantic conventions: the maintained aiokafka instrumentation patches ``send``/``getone``,
+which FastStream's batch subscriber and our outbox relay (one record at a time, confirmed in bulk)
+do not map onto, and FastStream's own telemetry middleware would start the producer span in the
+relay's loop instead of the request that staged the record.
 
 The request middleware is pure ASGI. For each HTTP request it takes or makes an ``X-Request-ID``,
-continues the caller's W3C ``traceparent`` (or starts a trace), keeps both in context variables
-(so log lines and outgoing events carry them: see ``current_traceparent``), counts the request by
-route template and logs one JSON line when it ends.
+keeps it in a context variable (log lines carry it), counts the request by route template and logs
+one JSON line when it ends, inside the request's server span.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
+import os
 import re
-import secrets
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract, inject
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -35,58 +55,84 @@ from homework_shared.settings import ServiceSettings
 REQUEST_ID_HEADER = "x-request-id"
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_TRACEPARENT_PATTERN = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 
 M = TypeVar("M", Counter, Gauge, Histogram)
 
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
-_trace: ContextVar[TraceContext | None] = ContextVar("trace", default=None)
 
 http_log = logging.getLogger("homework.http")
+tracer = trace.get_tracer("homework")
+"""The services' own tracer (producer, consumer and internal spans); a proxy until a provider is set."""
+
+_tracing_configured = False
 
 
-@dataclass(frozen=True, slots=True)
-class TraceContext:
-    """A W3C trace context: the trace this work belongs to and the id of this service's span in it."""
+def configure_tracing(service_name: str) -> None:
+    """Set up the process's tracer provider from the ``OTEL_*`` variables, once; instrument PyMongo.
 
-    trace_id: str
-    span_id: str
-    flags: str = "01"
+    Call before the first MongoDB client is made (the PyMongo listener is registered globally and
+    applies to clients made afterwards). A provider someone set already (a test's in-memory
+    exporter) is kept. Without an OTLP endpoint no exporter is added: nothing leaves the process.
+    """
+    global _tracing_configured
+    if _tracing_configured:
+        return
+    _tracing_configured = True
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return
+    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
 
-    @property
-    def traceparent(self) -> str:
-        """The ``traceparent`` header value that makes this span the parent of the next hop."""
-        return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        named = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: f"homework-{service_name}"}
+        provider = TracerProvider(resource=Resource.create(named))  # the sampler comes from OTEL_TRACES_SAMPLER
+        if _otlp_wanted(os.environ):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(provider)
+    PymongoInstrumentor().instrument()
 
 
-def parse_traceparent(value: str | None) -> TraceContext | None:
-    """The trace context in a W3C ``traceparent`` header, or None when it is absent or malformed."""
-    match = _TRACEPARENT_PATTERN.match(value.strip().lower()) if value else None
-    if match is None:
-        return None
-    version, trace_id, parent_id, flags, rest = match.groups()
-    if version == "ff" or (version == "00" and rest) or set(trace_id) == {"0"} or set(parent_id) == {"0"}:
-        return None
-    return TraceContext(trace_id=trace_id, span_id=parent_id, flags=flags)
+def _otlp_wanted(env: Mapping[str, str]) -> bool:
+    """Export only when an endpoint is set and ``OTEL_TRACES_EXPORTER`` does not say ``none``.
+
+    The SDK's own default would be ``http://localhost:4318``: a service without a collector would
+    log a failed export every few seconds. No endpoint here means tracing without export.
+    """
+    exporters = {e.strip().lower() for e in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")}
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return "otlp" in exporters and bool(endpoint and endpoint.strip())
 
 
-def child_span(parent: TraceContext | None) -> TraceContext:
-    """A new span under ``parent``, or the root span of a new sampled trace."""
-    if parent is None:
-        return TraceContext(trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8))
-    return TraceContext(trace_id=parent.trace_id, span_id=secrets.token_hex(8), flags=parent.flags)
+def instrument_app(app: Any) -> None:
+    """Trace the app's HTTP requests (server spans named by route template); probes and scrapes are left out."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="/healthz,/readyz,/metrics", exclude_spans=["receive", "send"]
+    )
 
 
 def current_traceparent() -> str | None:
-    """The ``traceparent`` to put on messages sent from the current request or event, if any."""
-    trace = _trace.get()
-    return trace.traceparent if trace else None
+    """The W3C ``traceparent`` of the current span, to put on messages sent from the current request or event."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get("traceparent")
 
 
 def current_trace_id() -> str | None:
-    """The trace id of the current request or event, if any."""
-    trace = _trace.get()
-    return trace.trace_id if trace else None
+    """The trace id of the current span (32 hex digits), if any."""
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+def current_span_id() -> str | None:
+    """The span id of the current span (16 hex digits), if any."""
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.span_id, "016x") if ctx.is_valid else None
 
 
 def current_request_id() -> str | None:
@@ -94,17 +140,153 @@ def current_request_id() -> str | None:
     return _request_id.get()
 
 
+def _remote(traceparent: str | None) -> tuple[otel_context.Context, list[Link]]:
+    """The context ``traceparent`` names (as a parent) and a link to it, or the current context and no link."""
+    if not traceparent:
+        return otel_context.get_current(), []
+    ctx = extract({"traceparent": traceparent})
+    span_context = trace.get_current_span(ctx).get_span_context()
+    if not span_context.is_valid:
+        return otel_context.get_current(), []
+    return ctx, [Link(span_context)]
+
+
 @contextlib.contextmanager
-def trace_context(traceparent: str | None = None, request_id: str | None = None) -> Iterator[TraceContext]:
-    """Run a block (an event handler, say) as a child span of ``traceparent``, with log lines carrying its ids."""
-    trace = child_span(parse_traceparent(traceparent))
-    trace_token = _trace.set(trace)
-    request_token = _request_id.set(request_id)
+def trace_context(
+    traceparent: str | None = None, request_id: str | None = None, name: str = "handle event"
+) -> Iterator[Span]:
+    """Run a block as a span whose parent is ``traceparent`` (the current span when it is absent or malformed)."""
+    ctx, _ = _remote(traceparent)
+    request_token = _request_id.set(request_id) if request_id is not None else None
     try:
-        yield trace
+        with tracer.start_as_current_span(name, context=ctx) as span:
+            if span.get_span_context().is_valid:
+                yield span
+                return
+        # Tracing off (OTEL_SDK_DISABLED, or not configured in this process): pass the caller's context on as it is.
+        token = otel_context.attach(ctx)
+        try:
+            yield trace.get_current_span()
+        finally:
+            otel_context.detach(token)
     finally:
-        _request_id.reset(request_token)
-        _trace.reset(trace_token)
+        if request_token is not None:
+            _request_id.reset(request_token)
+
+
+def span_context_in(ctx: contextvars.Context) -> SpanContext:
+    """The span that was current in a copied context (a request queued for a shared transaction, say)."""
+    return ctx.run(lambda: trace.get_current_span().get_span_context())
+
+
+@contextlib.contextmanager
+def batch_span(
+    name: str, parents: Sequence[SpanContext], attributes: Mapping[str, Any] | None = None
+) -> Iterator[Span]:
+    """A span for work done once for several requests (a group commit): the child of the one request's span
+    when there is one, else the root of a new trace linked to each request's span (as a batch consumer's)."""
+    valid = [p for p in parents if p.is_valid]
+    if len(valid) == 1:
+        ctx, links = trace.set_span_in_context(NonRecordingSpan(valid[0])), []
+    else:
+        ctx, links = otel_context.Context(), [Link(p) for p in valid]
+    with tracer.start_as_current_span(name, context=ctx, links=links, attributes=attributes) as span:
+        yield span
+
+
+def _messaging(operation: str, operation_type: str, topic: str, **extra: Any) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "messaging.system": "kafka",
+        "messaging.operation.name": operation,
+        "messaging.operation.type": operation_type,
+        "messaging.destination.name": topic,
+    }
+    attributes.update({k: v for k, v in extra.items() if v is not None})
+    return attributes
+
+
+def producer_span(topic: str, headers: Mapping[str, str], *, message_id: str, key: str | None) -> Span:
+    """A started PRODUCER span ``send <topic>`` for one record, child of the context in its ``traceparent``.
+
+    The caller ends it once Kafka acknowledged the record (or failed to), and puts its
+    ``traceparent`` (``traceparent_of``) on the record instead of the stored one.
+    """
+    ctx, _ = _remote(headers.get("traceparent"))
+    return tracer.start_span(
+        f"send {topic}",
+        context=ctx,
+        kind=SpanKind.PRODUCER,
+        attributes=_messaging(
+            "send",
+            "send",
+            topic,
+            **{"messaging.message.id": message_id, "messaging.kafka.message.key": key},
+        ),
+    )
+
+
+def traceparent_of(span: Span) -> str | None:
+    """The ``traceparent`` that makes ``span`` the parent of the next hop."""
+    carrier: dict[str, str] = {}
+    inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get("traceparent")
+
+
+def end_span(span: Span, error: BaseException | None = None) -> None:
+    """End ``span``, marked failed with ``error.type`` when there is an error."""
+    if error is not None:
+        span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+        span.set_attribute("error.type", type(error).__qualname__)
+    span.end()
+
+
+def _header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name:
+            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    return None
+
+
+@contextlib.contextmanager
+def consumer_span(record: Any, group: str) -> Iterator[Span]:
+    """The CONSUMER span ``process <topic>`` of one Kafka record: child of, and linked to, its producer span."""
+    ctx, links = _remote(_header(record.headers, "traceparent"))
+    attributes = _messaging(
+        "process",
+        "process",
+        record.topic,
+        **{
+            "messaging.consumer.group.name": group,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": record.offset,
+            "messaging.message.id": _header(record.headers, "ce_id"),
+        },
+    )
+    with tracer.start_as_current_span(
+        f"process {record.topic}", context=ctx, kind=SpanKind.CONSUMER, links=links, attributes=attributes
+    ) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def batch_consumer_span(records: Sequence[Any], group: str) -> Iterator[Span]:
+    """One CONSUMER span for records applied in one transaction: a new trace linked to each record's producer."""
+    links = [link for record in records for link in _remote(_header(record.headers, "traceparent"))[1]]
+    topic = records[0].topic
+    attributes = _messaging(
+        "process",
+        "process",
+        topic,
+        **{"messaging.consumer.group.name": group, "messaging.batch.message_count": len(records)},
+    )
+    with tracer.start_as_current_span(
+        f"process {topic}",
+        context=otel_context.Context(),
+        kind=SpanKind.CONSUMER,
+        links=links,
+        attributes=attributes,
+    ) as span:
+        yield span
 
 
 # ---------------------------------------------------------------- logging
@@ -134,8 +316,10 @@ class JsonFormatter(logging.Formatter):
         }
         if (request_id := _request_id.get()) is not None:
             line["request_id"] = request_id
-        if (trace_id := current_trace_id()) is not None:
-            line["trace_id"] = trace_id
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            line["trace_id"] = format(span_context.trace_id, "032x")
+            line["span_id"] = format(span_context.span_id, "016x")
         for key, value in record.__dict__.items():
             if key not in _STANDARD_RECORD_FIELDS and not key.startswith("_"):
                 line[key] = value
@@ -258,15 +442,12 @@ def _incoming_request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def _incoming_traceparent(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"traceparent":
-            return str(value.decode("latin-1"))
-    return None
-
-
 class RequestContextMiddleware:
-    """Pure ASGI middleware: request id, trace context, Prometheus metrics and one log line per HTTP request."""
+    """Pure ASGI middleware: request id, Prometheus metrics and one log line per HTTP request.
+
+    It runs inside the OpenTelemetry server span (``instrument_app`` wraps the whole app), so the
+    log line and everything the request does carry that span's trace id.
+    """
 
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
@@ -279,7 +460,6 @@ class RequestContextMiddleware:
             return
         request_id = _incoming_request_id(scope)
         request_token = _request_id.set(request_id)
-        trace_token = _trace.set(child_span(parse_traceparent(_incoming_traceparent(scope))))
         status: int | None = None
         started = time.perf_counter()
 
@@ -318,5 +498,4 @@ class RequestContextMiddleware:
                     "duration_ms": round(elapsed * 1000, 2),
                 },
             )
-            _trace.reset(trace_token)
             _request_id.reset(request_token)

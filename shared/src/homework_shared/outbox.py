@@ -36,6 +36,7 @@ from homework_shared.events.base import HomeworkEvent
 from homework_shared.events.envelope import encode, envelope, without_free_text
 from homework_shared.events.topics import Topics
 from homework_shared.kafka import renew_producer_if_failed
+from homework_shared.observability import end_span, producer_span, traceparent_of
 from homework_shared.tasks import stop_task
 
 log = logging.getLogger(__name__)
@@ -315,18 +316,31 @@ class OutboxRelay:
         if not batch:
             return 0
         futures = []
-        for rec in batch:
-            futures.append(
-                await self.broker.publish(
-                    bytes(rec["value"]),
-                    rec["topic"],
-                    key=rec["key"].encode(),
-                    headers={k: v for k, v in rec["headers"]},
-                    correlation_id=rec["_id"],
-                    no_confirm=True,
+        spans = []
+        try:
+            for rec in batch:
+                headers = {k: v for k, v in rec["headers"]}
+                # A PRODUCER span in the trace of the request that staged the record; the record carries its id.
+                spans.append(producer_span(rec["topic"], headers, message_id=str(rec["_id"]), key=rec["key"]))
+                if (traceparent := traceparent_of(spans[-1])) is not None:
+                    headers["traceparent"] = traceparent
+                futures.append(
+                    await self.broker.publish(
+                        bytes(rec["value"]),
+                        rec["topic"],
+                        key=rec["key"].encode(),
+                        headers=headers,
+                        correlation_id=rec["_id"],
+                        no_confirm=True,
+                    )
                 )
-            )
-        results = await asyncio.gather(*futures, return_exceptions=True)
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        except BaseException as exc:
+            for span in spans:
+                end_span(span, exc)
+            raise
+        for span, result in zip(spans, results, strict=True):
+            end_span(span, result if isinstance(result, BaseException) else None)
         sent = []
         for rec, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):

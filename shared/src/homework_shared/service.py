@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +27,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from homework_shared.clock import Clock, clock_from
 from homework_shared.consumer import PROCESSED_RETENTION, Apply, ConsumerMetrics, EventConsumer
+from homework_shared.consumer_lag import ConsumerLagSampler
 from homework_shared.events.base import Stream
 from homework_shared.events.catalog import EVENT_CLASSES
 from homework_shared.events.schemas import schema_of
@@ -34,7 +36,7 @@ from homework_shared.http import add_readiness_check
 from homework_shared.idempotency import ensure_idempotency_indexes
 from homework_shared.kafka import ensure_topics, kafka_security, make_broker
 from homework_shared.mongo import make_mongo_client, mongo_ping
-from homework_shared.observability import current_traceparent
+from homework_shared.observability import configure_tracing, current_traceparent
 from homework_shared.outbox import Outbox, OutboxMetrics, OutboxRelay
 from homework_shared.settings import ConsumerSettings, ServiceSettings
 from homework_shared.tasks import stop_task
@@ -60,6 +62,7 @@ class Runtime:
     clock: Clock
     consumers: list[EventConsumer] = field(default_factory=list)
     kafka_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    lag_sampler: ConsumerLagSampler | None = None
     _connect_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -73,6 +76,7 @@ class Runtime:
     ) -> Runtime:
         """Wire everything from settings; ``stream`` is the event stream this service publishes to."""
         clock = clock or clock_from(settings)
+        configure_tracing(settings.service_name)  # before the MongoDB client: its commands are traced
         mongo = make_mongo_client(settings)
         db = mongo[settings.mongodb_database]
         topics = Topics(prefix=settings.topic_prefix)
@@ -150,9 +154,17 @@ class Runtime:
         await ensure_idempotency_indexes(self.db, self.settings.idempotency_key_ttl_s)
         for consumer in self.consumers:
             await consumer.ensure_indexes()
+        if self.consumers and self.lag_sampler is None:
+            self.lag_sampler = ConsumerLagSampler(self.consumers, self.registry)
         if app is not None:
             add_readiness_check(app, "mongodb", lambda: mongo_ping(self.mongo))
             add_readiness_check(app, "kafka", self.kafka_reachable)
+            if (sampler := self.lag_sampler) is not None:
+                for consumer in self.consumers:
+                    add_readiness_check(
+                        app, f"consumer:{consumer.group}", functools.partial(sampler.ready, consumer.group)
+                    )
+                app.state.readiness_details = {"consumers": sampler.details}
         self._connect_task = asyncio.create_task(self._connect_kafka(), name="kafka-connect")
 
     async def kafka_reachable(self) -> bool:
@@ -183,12 +195,16 @@ class Runtime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         self.relay.start()
+        if self.lag_sampler is not None:
+            self.lag_sampler.start()
         self.kafka_ready.set()
         log.info("connected to Kafka", extra={"bootstrap": s.kafka_bootstrap_servers})
 
     async def stop(self) -> None:
         """Stop consuming, flush the outbox, then close Kafka and MongoDB."""
         await stop_task(self._connect_task)
+        if self.lag_sampler is not None:
+            await self.lag_sampler.stop()
         if self.kafka_ready.is_set():
             for sub in self.broker.subscribers:
                 with contextlib.suppress(Exception):

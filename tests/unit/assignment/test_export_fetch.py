@@ -10,7 +10,8 @@ import pytest
 from homework_assignment.export import PartUnavailable, fetch_part
 from homework_shared.errors import DomainError
 from homework_shared.export import ExportTooLarge
-from homework_shared.observability import trace_context
+from homework_shared.observability import trace_context, traceparent_of
+from tests.tracing import span_recorder
 
 TOKEN = "Bearer the-callers-token"
 PART = {"schema_version": 1, "generated_at": "2026-12-02T12:00:00Z", "collections": {"plans": [{"_id": "a-1"}]}}
@@ -30,12 +31,13 @@ async def test_a_part_is_asked_for_with_the_callers_token_and_the_client_id_esca
         seen.append(request)
         return httpx.Response(200, json=PART)
 
+    span_recorder()  # the tracer provider a service sets up
     with trace_context(request_id="req-export-1") as trace:
         part = await fetch(answer, client_id="c/1 ?x")
     assert [r.url.raw_path for r in seen] == [b"/v1/clients/c%2F1%20%3Fx/export-part"]
     assert seen[0].headers["Authorization"] == TOKEN
     assert seen[0].headers["X-Request-ID"] == "req-export-1"
-    assert seen[0].headers["traceparent"] == trace.traceparent  # the part's logs join the export's trace
+    assert seen[0].headers["traceparent"] == traceparent_of(trace)  # the part's logs join the export's trace
     assert part.collections == {"plans": [{"_id": "a-1"}]}  # type: ignore[attr-defined]
 
 

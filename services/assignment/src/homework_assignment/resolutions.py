@@ -54,6 +54,7 @@ from homework_shared.erasure import client_erased, erased_among
 from homework_shared.errors import DomainError
 from homework_shared.idempotency import caller_scope, remembered
 from homework_shared.mongo import MongoClient, run_in_transaction
+from homework_shared.observability import batch_span, span_context_in
 from homework_shared.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,10 @@ class ResolutionWriter:
         try:
             if self.erasures is not None:
                 await self.erasures.ensure_keys({_client_of(r) for r in batch})
-            outcomes = await run_in_transaction(self.client, lambda session: self._write(session, batch))
+            with batch_span(
+                "write resolutions", [span_context_in(r.context) for r in batch], {"homework.batch.size": len(batch)}
+            ):
+                outcomes = await run_in_transaction(self.client, lambda session: self._write(session, batch))
         except _Clashed as clash:
             log.info("a resolution of a batch of %d clashed with one written before; writing the others", len(batch))
             _settle(clash.request, Clash(str(clash.__cause__)))

@@ -35,16 +35,16 @@ def assignment_events(scheduler: Scheduler, held: HeldEvents) -> Apply:
     """The apply function for ``rt.consume(["assignment"], ...)``."""
 
     async def apply(env: Envelope[Any], session: AsyncClientSession) -> None:
-        with trace_context(env.traceparent):
-            try:
-                await dispatch(scheduler, env.data, session)
-            except UnknownAssignment:
-                if isinstance(env.data, AssignmentCreated):
-                    raise
-                await held.hold(env, session)  # nothing was written before the plan was looked up
-                return
+        # Runs in the consumer's span of this record (EventConsumer): what dispatch stages carries its trace on.
+        try:
+            await dispatch(scheduler, env.data, session)
+        except UnknownAssignment:
             if isinstance(env.data, AssignmentCreated):
-                await release_held(scheduler, held, env.data, session)
+                raise
+            await held.hold(env, session)  # nothing was written before the plan was looked up
+            return
+        if isinstance(env.data, AssignmentCreated):
+            await release_held(scheduler, held, env.data, session)
         # Whatever dispatch staged wakes the relay once the transaction commits (Outbox.stage_prepared).
 
     return apply
@@ -56,7 +56,7 @@ async def release_held(
     """Apply the events that came before this assignment, in arrival order, in its creating transaction."""
     for env in await held.take(created.practice_id, created.assignment_id, session):
         try:
-            with trace_context(env.traceparent):
+            with trace_context(env.traceparent, name="apply held event"):
                 await dispatch(scheduler, env.data, session)
         except (ForeignResolution, UnknownAssignment) as exc:  # raised before anything is written
             held.report_dropped(env, exc)
