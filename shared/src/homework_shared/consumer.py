@@ -53,9 +53,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
-from homework_shared import after_commit
 from homework_shared.events.envelope import Envelope, EventDecodeError, decode
 from homework_shared.kafka import raw_body, renew_producer_if_failed
+from homework_shared.mongo import run_in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -284,18 +284,22 @@ class EventConsumer:
         return True
 
     async def _transaction(self, envs: list[Envelope[Any]]) -> None:
-        """Record the events' ids and apply them in one transaction; its after-commit callbacks run once it commits."""
+        """Record the events' ids and apply them in one transaction; its after-commit callbacks run once it commits.
+
+        One attempt (``max_attempts=1``): a failure is retried by ``handle_record``, within its own budget.
+        """
         now = datetime.now(UTC)
         ids = [{"_id": env.id, "type": env.type, "at": now} for env in envs]
-        with after_commit.collecting() as hooks:
-            async with self.client.start_session() as session, await session.start_transaction():
-                if len(ids) == 1:  # insert_one: a duplicate raises DuplicateKeyError, which apply_once reads
-                    await self.processed.insert_one(ids[0], session=session)
-                else:
-                    await self.processed.insert_many(ids, session=session)
-                for env in envs:
-                    await self.apply(env, session)
-        after_commit.run(hooks)
+
+        async def record_and_apply(session: AsyncClientSession) -> None:
+            if len(ids) == 1:  # insert_one: a duplicate raises DuplicateKeyError, which apply_once reads
+                await self.processed.insert_one(ids[0], session=session)
+            else:
+                await self.processed.insert_many(ids, session=session)
+            for env in envs:
+                await self.apply(env, session)
+
+        await run_in_transaction(self.client, record_and_apply, max_attempts=1)
 
     def _applied(self, envs: list[Envelope[Any]], seconds: float) -> None:
         """Count the events one committed transaction applied in ``seconds``, and adapt the group size to it."""

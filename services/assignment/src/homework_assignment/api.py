@@ -93,11 +93,9 @@ Write = Callable[[AsyncClientSession], Awaitable[Any]]
 
 
 async def idempotent(request: Request, caller: str, key: str | None, status: int, write: Write) -> JSONResponse:
-    """Run ``write`` in one transaction with its remembered response, then wake the outbox relay."""
+    """Run ``write`` in one transaction with its remembered response (the outbox relay is woken after the commit)."""
     rt: Runtime = request.app.state.runtime
-    response = await respond_idempotently(rt.mongo, rt.db, request, caller, key, status, write)
-    rt.outbox.notify()
-    return response
+    return await respond_idempotently(rt.mongo, rt.db, request, caller, key, status, write)
 
 
 # ---------------------------------------------------------------- therapists: assignments

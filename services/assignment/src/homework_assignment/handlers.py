@@ -201,8 +201,6 @@ class AssignmentHandlers:
                 ended += await run_in_transaction(self.client, end_one)
             except Conflict:
                 log.info("assignment %s changed while being ended; next sweep retries", assignment_id)
-        if ended:
-            self.outbox.notify()
         return ended
 
     async def _audit(

@@ -163,7 +163,6 @@ class ResolutionWriter:
             return
         for request, outcome in outcomes:
             _settle(request, outcome)
-        self.outbox.notify()
 
     async def _write(
         self, session: AsyncClientSession, batch: list[ResolutionRequest]

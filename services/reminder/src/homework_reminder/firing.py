@@ -201,7 +201,6 @@ class Firing:
         except DuplicateKeyError:
             careful = True
             fired = await run_in_transaction(self.mongo, fire_in)
-        self.outbox.notify()
         return fired
 
     async def _queue_webhook_deliveries(self, sent: list[Doc], now: datetime, session: AsyncClientSession) -> None:
@@ -271,9 +270,7 @@ class Firing:
             await self.outbox.stage_many(session, events + [(e, None) for e in cancelled], time=now)
             return docs
 
-        missed = await run_in_transaction(self.mongo, mark)
-        self.outbox.notify()
-        return missed
+        return await run_in_transaction(self.mongo, mark)
 
 
 async def _racing(update: Awaitable[UpdateResult]) -> int:
