@@ -102,7 +102,10 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
         "Completions and skips written per transaction (group commit)",
         buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
     )
-    resolutions = ResolutionWriter(store, rt.outbox, rt.mongo, batch_sizes=batch_sizes)
+    recorded = app.state.metrics.counter("homework_resolutions_total", "Completions and skips recorded", ["type"])
+    resolutions = ResolutionWriter(
+        store, rt.outbox, rt.mongo, clock=rt.clock, batch_sizes=batch_sizes, recorded=recorded
+    )
     app.state.runtime = rt
     app.state.handlers = handlers
     app.state.sweeper = sweeper

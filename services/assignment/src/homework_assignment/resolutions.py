@@ -1,4 +1,10 @@
-"""Recording completions and skips: the requests waiting at one moment share one transaction (group commit).
+"""Recording completions and skips: the use case, and its group commit (the requests waiting at one moment
+share one transaction).
+
+``ResolutionWriter.record_completion`` / ``record_skip`` are the whole use case behind the two
+routes: the domain rule, the write, the Idempotency-Key replay (a retried request gets its
+first answer again; a reused key, 422), the mapping of a lost race to 409
+``occurrence_already_resolved``, and the ``homework_resolutions_total`` count.
 
 A completion is the service's hot path. Written alone it costs a transaction of about eight
 round trips; here one writer task takes every request waiting and writes them together:
@@ -36,17 +42,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from prometheus_client import Counter as Count
 from prometheus_client import Histogram
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 
+from homework_assignment import domain
 from homework_assignment.domain import Assignment, Resolution, assignment_not_found, occurrence_already_resolved
-from homework_assignment.handlers import audit_entry
 from homework_assignment.messaging import resolution_event
-from homework_assignment.store import AssignmentStore, Doc, resolution_doc
+from homework_assignment.models import ResolutionPublic
+from homework_assignment.store import AssignmentStore, Doc, audit_entry, new_id, resolution_doc
 from homework_shared.auth import Principal, can_see_client
+from homework_shared.clock import Clock, SystemClock
 from homework_shared.errors import DomainError
-from homework_shared.idempotency import caller_scope, remembered
+from homework_shared.idempotency import Fingerprinted, StoredResponse, caller_scope, remembered, replay_or_none
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.outbox import Outbox
 
@@ -100,18 +109,94 @@ class ResolutionWriter:
         outbox: Outbox,
         client: MongoClient,
         *,
+        clock: Clock | None = None,
         batch_sizes: Histogram | None = None,
+        recorded: Count | None = None,
         max_batch: int = 200,
         linger_s: float = 0.003,
     ) -> None:
         self.store = store
         self.outbox = outbox
         self.client = client
+        self.clock = clock or SystemClock()
         self.batch_sizes = batch_sizes
+        self.recorded = recorded
+        """``homework_resolutions_total`` by type (completion, skip)."""
         self.max_batch = max_batch
         self.linger_s = linger_s
         self._waiting: list[ResolutionRequest] = []
         self._task: asyncio.Task[None] | None = None
+
+    async def record_completion(
+        self,
+        principal: Principal,
+        assignment_id: str,
+        occurrence_id: str,
+        fields: dict[str, Any],
+        idempotency: Fingerprinted | None = None,
+    ) -> StoredResponse:
+        """The client did an occurrence: ``fields`` of a ``CompletionCreate``; 201 with the completion."""
+
+        def decide(a: Assignment, now: datetime) -> Resolution:
+            return domain.record_completion(
+                a, occurrence_id, now, id=new_id("cmp"), recorded_by=principal.sub, **fields
+            )
+
+        return await self.resolve(principal, assignment_id, occurrence_id, decide, "completion", idempotency)
+
+    async def record_skip(
+        self,
+        principal: Principal,
+        assignment_id: str,
+        occurrence_id: str,
+        fields: dict[str, Any],
+        idempotency: Fingerprinted | None = None,
+    ) -> StoredResponse:
+        """The client did not do an occurrence: ``fields`` of a ``SkipCreate``; 201 with the skip."""
+
+        def decide(a: Assignment, now: datetime) -> Resolution:
+            return domain.record_skip(a, occurrence_id, now, id=new_id("skp"), recorded_by=principal.sub, **fields)
+
+        return await self.resolve(principal, assignment_id, occurrence_id, decide, "skip", idempotency)
+
+    async def resolve(
+        self,
+        principal: Principal,
+        assignment_id: str,
+        occurrence_id: str,
+        decide: Decide,
+        kind: str,
+        idempotency: Fingerprinted | None,
+    ) -> StoredResponse:
+        """Record one resolution through the group commit; a retried request gets its first answer again.
+
+        A request that was not written (a rule refused it, or it lost a race for its occurrence or
+        key) replays the answer stored for its Idempotency-Key if there is one (422 for a reused
+        key); otherwise the rule's error, or 409 ``occurrence_already_resolved`` for a lost race.
+        """
+        pending = ResolutionRequest(
+            principal=principal,
+            assignment_id=assignment_id,
+            occurrence_id=occurrence_id,
+            now=self.clock.now(),
+            decide=decide,
+            respond=lambda r: ResolutionPublic.of(r).model_dump(mode="json"),
+            idempotency=(idempotency.key, idempotency.fingerprint) if idempotency else None,
+        )
+        try:
+            body = await self.record(pending)
+        except (DomainError, Clash) as error:
+            if idempotency and (stored := await self._replay(principal, idempotency)) is not None:
+                return stored
+            if isinstance(error, Clash):
+                raise occurrence_already_resolved(occurrence_id) from None
+            raise
+        if self.recorded is not None:
+            self.recorded.labels(kind).inc()
+        return StoredResponse(201, body, replayed=False)
+
+    async def _replay(self, principal: Principal, idempotency: Fingerprinted) -> StoredResponse | None:
+        return await replay_or_none(self.store.db, caller_scope(principal), idempotency.key, idempotency.fingerprint)
 
     async def record(self, request: ResolutionRequest) -> Any:
         """Queue ``request`` for the next transaction and wait for its outcome."""
@@ -183,9 +268,9 @@ class ResolutionWriter:
         if accepted:
             if not await self.store.count_resolutions(Counter(item.assignment.id for item in accepted), session):
                 raise _Raced
-            await self.store.resolutions.insert_many([i.resolution for i in accepted], session=session)
+            await self.store.insert_resolutions([i.resolution for i in accepted], session)
             await self.outbox.stage_prepared(session, [i.record for i in accepted], check_existing=False)
-            await self.store.audit_log.insert_many([i.audit for i in accepted], session=session)
+            await self.store.append_audit([i.audit for i in accepted], session)
             keys = [i.remembered for i in accepted if i.remembered is not None]
             if keys:
                 await self.store.idempotency_keys.insert_many(keys, session=session)
