@@ -28,14 +28,8 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
     rt = Runtime.build(settings, app.state.metrics_registry, stream="insights", clock=clock)
     metrics = InsightsMetrics(app.state.metrics)
     # Batches: one offset commit per poll; partitions applied concurrently, one client's events in order,
-    # consecutive events of a partition in shared transactions.
-    rt.consume(
-        ["assignment", "reminder"],
-        make_apply(rt, settings, metrics),
-        batch_size=settings.consumer_batch_size,
-        concurrency=settings.consumer_concurrency,
-        group_size=settings.consumer_group_size,
-    )
+    # consecutive events of a partition in shared transactions (CONSUMER_* settings, read by rt.consume).
+    rt.consume(["assignment", "reminder"], make_apply(rt, settings, metrics))
 
     async def on_start() -> None:
         await migrate_tenancy(rt.db)  # data written with client-id-only keys, before any request reads it
