@@ -58,7 +58,7 @@ async def test_a_recorded_completion_answers_201_not_marked_as_a_replay_and_is_c
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     writer, recorded, seen = _writer(monkeypatch, {"id": "cmp-1"})
-    answer = await writer.record_completion(CLIENT, "a-1", "o-1", {"status": "done"}, KEY)
+    answer = await writer.record_resolution("completion", CLIENT, "a-1", "o-1", {"status": "done"}, KEY)
     assert answer == StoredResponse(201, {"id": "cmp-1"}, replayed=False)
     assert "Idempotent-Replayed" not in answer.to_response().headers
     assert _count(recorded, "completion") == 1
@@ -76,7 +76,7 @@ async def test_a_retried_request_that_clashes_gets_the_first_answer_again_uncoun
 ) -> None:
     first = StoredResponse(201, {"id": "cmp-1"})
     writer, recorded, seen = _writer(monkeypatch, Clash("occurrence taken"), stored=first)
-    answer = await writer.record_completion(CLIENT, "a-1", "o-1", {"status": "done"}, KEY)
+    answer = await writer.record_resolution("completion", CLIENT, "a-1", "o-1", {"status": "done"}, KEY)
     assert answer == first
     assert answer.to_response().headers["Idempotent-Replayed"] == "true"
     assert seen[1] == ("p-1|client|c-1", "k-1", KEY.fingerprint)
@@ -88,7 +88,7 @@ async def test_a_lost_race_without_a_stored_answer_is_409_occurrence_already_res
 ) -> None:
     writer, recorded, _ = _writer(monkeypatch, Clash("occurrence taken"))
     with pytest.raises(DomainError) as raised:
-        await writer.record_skip(CLIENT, "a-1", "o-1", {"barrier": "forgot"}, KEY)
+        await writer.record_resolution("skip", CLIENT, "a-1", "o-1", {"barrier": "forgot"}, KEY)
     assert raised.value.status == 409
     assert raised.value.code == "occurrence_already_resolved"
     assert _count(recorded, "skip") == 0
@@ -98,6 +98,6 @@ async def test_a_rule_refusing_a_request_without_a_key_raises_the_rules_error(mo
     refused = DomainError("assignment_paused", "paused")
     writer, _, seen = _writer(monkeypatch, refused)
     with pytest.raises(DomainError) as raised:
-        await writer.record_completion(CLIENT, "a-1", "o-1", {"status": "done"}, None)
+        await writer.record_resolution("completion", CLIENT, "a-1", "o-1", {"status": "done"}, None)
     assert raised.value is refused
     assert len(seen) == 1, "without a key there is no answer to look up"

@@ -269,7 +269,9 @@ async def record_completion(
     writer: WriterDep,
 ) -> JSONResponse:
     """The client did an occurrence (done, or partial with a percent); publishes ``CompletionRecorded``."""
-    answer = await writer.record_completion(principal, assignment_id, occurrence_id, body.model_dump(), idempotency)
+    answer = await writer.record_resolution(
+        "completion", principal, assignment_id, occurrence_id, body.model_dump(), idempotency
+    )
     return answer.to_response()
 
 
@@ -288,7 +290,9 @@ async def record_skip(
     writer: WriterDep,
 ) -> JSONResponse:
     """The client did not do an occurrence, and the barrier; publishes ``OccurrenceSkipped``."""
-    answer = await writer.record_skip(principal, assignment_id, occurrence_id, body.model_dump(), idempotency)
+    answer = await writer.record_resolution(
+        "skip", principal, assignment_id, occurrence_id, body.model_dump(), idempotency
+    )
     return answer.to_response()
 
 

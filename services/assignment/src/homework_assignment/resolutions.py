@@ -1,7 +1,7 @@
 """Recording completions and skips: the use case, and its group commit (the requests waiting at one moment
 share one transaction).
 
-``ResolutionWriter.record_completion`` / ``record_skip`` are the whole use case behind the two
+``ResolutionWriter.record_resolution`` is the whole use case behind the completion and skip
 routes: the domain rule, the write, the Idempotency-Key replay (a retried request gets its
 first answer again; a reused key, 422), the mapping of a lost race to 409
 ``occurrence_already_resolved``, and the ``homework_resolutions_total`` count.
@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import Counter as Count
 from prometheus_client import Histogram
@@ -63,6 +63,14 @@ log = logging.getLogger(__name__)
 
 Decide = Callable[[Assignment, datetime], Resolution]
 """The domain rule of one request (``record_completion`` or ``record_skip`` with its fields bound)."""
+
+
+ResolutionKind = Literal["completion", "skip"]
+_RULES: dict[ResolutionKind, tuple[Callable[..., Resolution], str]] = {
+    "completion": (domain.record_completion, "cmp"),
+    "skip": (domain.record_skip, "skp"),
+}
+"""Each kind's domain rule and the prefix of its ids."""
 
 
 class Clash(Exception):
@@ -127,53 +135,26 @@ class ResolutionWriter:
         self._waiting: list[ResolutionRequest] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def record_completion(
+    async def record_resolution(
         self,
+        kind: ResolutionKind,
         principal: Principal,
         assignment_id: str,
         occurrence_id: str,
         fields: dict[str, Any],
         idempotency: Fingerprinted | None = None,
     ) -> StoredResponse:
-        """The client did an occurrence: ``fields`` of a ``CompletionCreate``; 201 with the completion."""
-
-        def decide(a: Assignment, now: datetime) -> Resolution:
-            return domain.record_completion(
-                a, occurrence_id, now, id=new_id("cmp"), recorded_by=principal.sub, **fields
-            )
-
-        return await self.resolve(principal, assignment_id, occurrence_id, decide, "completion", idempotency)
-
-    async def record_skip(
-        self,
-        principal: Principal,
-        assignment_id: str,
-        occurrence_id: str,
-        fields: dict[str, Any],
-        idempotency: Fingerprinted | None = None,
-    ) -> StoredResponse:
-        """The client did not do an occurrence: ``fields`` of a ``SkipCreate``; 201 with the skip."""
-
-        def decide(a: Assignment, now: datetime) -> Resolution:
-            return domain.record_skip(a, occurrence_id, now, id=new_id("skp"), recorded_by=principal.sub, **fields)
-
-        return await self.resolve(principal, assignment_id, occurrence_id, decide, "skip", idempotency)
-
-    async def resolve(
-        self,
-        principal: Principal,
-        assignment_id: str,
-        occurrence_id: str,
-        decide: Decide,
-        kind: str,
-        idempotency: Fingerprinted | None,
-    ) -> StoredResponse:
-        """Record one resolution through the group commit; a retried request gets its first answer again.
+        """Record a completion (``fields`` of a ``CompletionCreate``) or a skip (of a ``SkipCreate``): 201 with it.
 
         A request that was not written (a rule refused it, or it lost a race for its occurrence or
         key) replays the answer stored for its Idempotency-Key if there is one (422 for a reused
         key); otherwise the rule's error, or 409 ``occurrence_already_resolved`` for a lost race.
         """
+        rule, prefix = _RULES[kind]
+
+        def decide(a: Assignment, now: datetime) -> Resolution:
+            return rule(a, occurrence_id, now, id=new_id(prefix), recorded_by=principal.sub, **fields)
+
         pending = ResolutionRequest(
             principal=principal,
             assignment_id=assignment_id,
