@@ -291,93 +291,140 @@ async def wait_until(clock: Clock, instant: datetime) -> None:
         await clock.sleep(min(left, 3600))
 
 
+@dataclass
+class Session:
+    """One play of the plan: the system, the HTTP client, both callers' headers, and what happened so far."""
+
+    system: System
+    plan: Plan
+    result: DemoResult
+    http: httpx.AsyncClient
+    say: Callable[[str], None]
+    therapist: dict[str, str]
+    client: dict[str, str]
+
+
+Step = tuple[datetime, str, int, dict[str, Any]]
+"""When the client acts, on which assignment (by plan name), which of its occurrences (index), and that occurrence."""
+
+
 async def play(
     system: System, plan: Plan, out_dir: Path, *, console: bool = True, settle_timeout: float = 90.0
 ) -> DemoResult:
     """Play ``plan`` against ``system`` and return what happened, with the expected figures."""
     started = time.monotonic()
-    say = Console(console, started).say
-    therapist = {"Authorization": f"Bearer {token(system, 'therapist', plan.therapist_id, plan.practice_id)}"}
-    client = {"Authorization": f"Bearer {token(system, 'client', plan.client_id, plan.practice_id)}"}
     result = DemoResult(plan, {}, {}, [], [], [], {}, {}, out_dir / "summary.html", {}, 0.0)
     joined = asyncio.Event()
     watcher = asyncio.create_task(watch_events(system, plan, result, Console(console, started), joined))
     # The watcher must be on the stream before the first reminder (waited for, not slept on).
     await asyncio.wait_for(joined.wait(), timeout=60)
     async with httpx.AsyncClient(timeout=30) as http:
+        session = Session(
+            system,
+            plan,
+            result,
+            http,
+            Console(console, started).say,
+            therapist={"Authorization": f"Bearer {token(system, 'therapist', plan.therapist_id, plan.practice_id)}"},
+            client={"Authorization": f"Bearer {token(system, 'client', plan.client_id, plan.practice_id)}"},
+        )
         # List from the plan's first day: on a slow machine an occurrence may open while the
         # homework is being assigned; the client then acts on it at once.
         assigned_from = datetime.combine(plan.first_day, datetime.min.time(), ZoneInfo(plan.timezone))
-        say(
-            f"therapist {plan.therapist_id} assigns homework to client {plan.client_id} ({plan.timezone}); "
-            f"platform time {local(system.clock.now(), plan.timezone)}"
-        )
-        for name, body in plan.assignments().items():
-            r = await http.post(f"{system.assignment_url}/v1/assignments", json=body, headers=therapist)
-            r.raise_for_status()
-            result.assignment_ids[name] = r.json()["id"]
-            say(f"  assigned  {body['title']} ({body['kind']})")
-        far = (max(system.clock.now(), assigned_from) + timedelta(days=plan.days + 3)).isoformat()
-        schedule: list[tuple[datetime, str, int, dict[str, Any]]] = []
-        for name, aid in result.assignment_ids.items():
-            r = await http.get(
-                f"{system.assignment_url}/v1/assignments/{aid}/occurrences",
-                params={"from": assigned_from.isoformat(), "to": far},
-                headers=client,
-            )
-            r.raise_for_status()
-            occs = sorted(r.json()["items"], key=lambda o: o["opens_at"])
-            result.occurrences[name] = occs
-            for i, occ in enumerate(occs):
-                opens = datetime.fromisoformat(occ["opens_at"])
-                schedule.append((opens + timedelta(minutes=plan.act_after_minutes), name, i, occ))
-        schedule.sort(key=lambda item: item[0])
-        counts = {name: len(occs) for name, occs in result.occurrences.items()}
-        result.expected = plan.expected(counts)
-        say(
-            f"  {sum(counts.values())} occurrences over {plan.days} days: "
-            + ", ".join(f"{n} {c}" for n, c in counts.items())
-        )
-        for when, name, i, occ in schedule:
-            action = plan.action(name, i)
-            await wait_until(system.clock, when)
-            aid, oid = result.assignment_ids[name], occ["occurrence_id"]
-            url = f"{system.assignment_url}/v1/assignments/{aid}/occurrences/{oid}"
-            if action.kind == "ignore":
-                result.actions.append((name, oid, "ignored"))
-                say(f"  client    {local(when, plan.timezone)}  ignores {name}")
-                continue
-            if action.kind == "skip":
-                r = await http.post(f"{url}/skip", json=action.body, headers=client)
-                label = f"skips {name} ({action.body['barrier']})"
-            else:
-                body = {"status": action.kind, **action.body}
-                r = await http.post(f"{url}/completion", json=body, headers=client)
-                label = f"{'does' if action.kind == 'done' else 'partly does'} {name}"
-            if r.status_code != 201:
-                raise RuntimeError(f"{label}: {r.status_code} {r.text}")
-            result.actions.append((name, occ["occurrence_id"], action.kind))
-            say(f"  client    {local(when, plan.timezone)}  {label}")
-        last_close = max(datetime.fromisoformat(o["closes_at"]) for occs in result.occurrences.values() for o in occs)
-        await wait_until(system.clock, last_close + timedelta(minutes=30))
-        say("every window has closed; waiting for the figures to settle")
-        result.figures = await settle(http, system, plan, result.expected, therapist, settle_timeout)
-        await missed_reported(result, int(result.expected["overall"]["missed"]), settle_timeout)
-        r = await http.post(f"{system.insights_url}/v1/clients/{plan.client_id}/summaries", json={}, headers=therapist)
-        r.raise_for_status()
-        result.summary = r.json()
-        page = await http.get(
-            f"{system.insights_url}/v1/summaries/{result.summary['summary_id']}/html", headers=therapist
-        )
-        page.raise_for_status()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        result.html_path = out_dir / f"summary-{result.summary['summary_id']}.html"
-        result.html_path.write_text(page.text)
+        await assign_homework(session)
+        for step in await client_schedule(session, assigned_from):
+            await act(session, step)
+        await summarise(session, out_dir, settle_timeout)
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
     result.seconds = time.monotonic() - started
     return result
+
+
+async def assign_homework(s: Session) -> None:
+    """The therapist assigns each of the plan's assignments."""
+    s.say(
+        f"therapist {s.plan.therapist_id} assigns homework to client {s.plan.client_id} ({s.plan.timezone}); "
+        f"platform time {local(s.system.clock.now(), s.plan.timezone)}"
+    )
+    for name, body in s.plan.assignments().items():
+        r = await s.http.post(f"{s.system.assignment_url}/v1/assignments", json=body, headers=s.therapist)
+        r.raise_for_status()
+        s.result.assignment_ids[name] = r.json()["id"]
+        s.say(f"  assigned  {body['title']} ({body['kind']})")
+
+
+async def client_schedule(s: Session, assigned_from: datetime) -> list[Step]:
+    """The occurrences of every assignment (as the client lists them), in the order the client acts on them.
+
+    Also fixes the expected figures, which depend on how many occurrences each assignment has.
+    """
+    far = (max(s.system.clock.now(), assigned_from) + timedelta(days=s.plan.days + 3)).isoformat()
+    schedule: list[Step] = []
+    for name, aid in s.result.assignment_ids.items():
+        r = await s.http.get(
+            f"{s.system.assignment_url}/v1/assignments/{aid}/occurrences",
+            params={"from": assigned_from.isoformat(), "to": far},
+            headers=s.client,
+        )
+        r.raise_for_status()
+        occs = sorted(r.json()["items"], key=lambda o: o["opens_at"])
+        s.result.occurrences[name] = occs
+        for i, occ in enumerate(occs):
+            opens = datetime.fromisoformat(occ["opens_at"])
+            schedule.append((opens + timedelta(minutes=s.plan.act_after_minutes), name, i, occ))
+    schedule.sort(key=lambda item: item[0])
+    counts = {name: len(occs) for name, occs in s.result.occurrences.items()}
+    s.result.expected = s.plan.expected(counts)
+    s.say(
+        f"  {sum(counts.values())} occurrences over {s.plan.days} days: "
+        + ", ".join(f"{n} {c}" for n, c in counts.items())
+    )
+    return schedule
+
+
+async def act(s: Session, step: Step) -> None:
+    """At its time, the client completes, partly completes, skips or ignores one occurrence, as the plan says."""
+    when, name, i, occ = step
+    action = s.plan.action(name, i)
+    await wait_until(s.system.clock, when)
+    aid, oid = s.result.assignment_ids[name], occ["occurrence_id"]
+    url = f"{s.system.assignment_url}/v1/assignments/{aid}/occurrences/{oid}"
+    if action.kind == "ignore":
+        s.result.actions.append((name, oid, "ignored"))
+        s.say(f"  client    {local(when, s.plan.timezone)}  ignores {name}")
+        return
+    if action.kind == "skip":
+        r = await s.http.post(f"{url}/skip", json=action.body, headers=s.client)
+        label = f"skips {name} ({action.body['barrier']})"
+    else:
+        body = {"status": action.kind, **action.body}
+        r = await s.http.post(f"{url}/completion", json=body, headers=s.client)
+        label = f"{'does' if action.kind == 'done' else 'partly does'} {name}"
+    if r.status_code != 201:
+        raise RuntimeError(f"{label}: {r.status_code} {r.text}")
+    s.result.actions.append((name, occ["occurrence_id"], action.kind))
+    s.say(f"  client    {local(when, s.plan.timezone)}  {label}")
+
+
+async def summarise(s: Session, out_dir: Path, settle_timeout: float) -> None:
+    """Once every window has closed: the settled figures, the missed occurrences, a summary and its HTML report."""
+    occurrences = [o for occs in s.result.occurrences.values() for o in occs]
+    last_close = max(datetime.fromisoformat(o["closes_at"]) for o in occurrences)
+    await wait_until(s.system.clock, last_close + timedelta(minutes=30))
+    s.say("every window has closed; waiting for the figures to settle")
+    s.result.figures = await settle(s.http, s.system, s.plan, s.result.expected, s.therapist, settle_timeout)
+    await missed_reported(s.result, int(s.result.expected["overall"]["missed"]), settle_timeout)
+    insights = s.system.insights_url
+    r = await s.http.post(f"{insights}/v1/clients/{s.plan.client_id}/summaries", json={}, headers=s.therapist)
+    r.raise_for_status()
+    s.result.summary = r.json()
+    page = await s.http.get(f"{insights}/v1/summaries/{s.result.summary['summary_id']}/html", headers=s.therapist)
+    page.raise_for_status()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s.result.html_path = out_dir / f"summary-{s.result.summary['summary_id']}.html"
+    s.result.html_path.write_text(page.text)
 
 
 async def missed_reported(result: DemoResult, expected: int, timeout: float) -> None:

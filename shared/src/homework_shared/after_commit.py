@@ -1,17 +1,21 @@
 """Work that must wait until the current transaction has committed, and must not happen if it aborts.
 
-The event consumer runs each transaction inside :func:`collecting`; code running in it (an
-apply function, the outbox staging a record) registers callbacks with :func:`after_commit`,
-and the consumer calls them once the commit succeeded. An aborted transaction, retried alone
-or as part of a smaller group, drops its callbacks, so a counter is not counted twice and the
-relay is woken only when a record it can read exists.
+:func:`homework_shared.mongo.run_in_transaction` (the one transaction helper: HTTP writes, the
+event consumer, the schedulers) runs each attempt inside :func:`collecting`; code running in it
+(an apply function, the outbox staging a record) registers callbacks with :func:`after_commit`,
+and the helper calls them once that attempt committed. An aborted attempt (retried, or a
+consumer's group retried record by record) drops its callbacks, so a counter is not counted
+twice and the relay is woken only when a record it can read exists.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+
+log = logging.getLogger(__name__)
 
 _hooks: ContextVar[list[Callable[[], None]] | None] = ContextVar("after_commit", default=None)
 
@@ -48,7 +52,15 @@ def collecting() -> Iterator[list[Callable[[], None]]]:
 
 
 def run(hooks: list[Callable[[], None]]) -> None:
-    """Call each collected callback once, in order (after the commit)."""
-    for callback in hooks:
-        callback()
+    """Call each collected callback once, in order (after the commit).
+
+    The transaction has committed by now: a callback that raises is logged and the others still
+    run, so the caller is not told that a write which happened failed (and does not redo it).
+    """
+    callbacks = list(hooks)
     hooks.clear()
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("an after-commit callback failed; the transaction had committed")

@@ -41,6 +41,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,10 +54,11 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
-from homework_shared import after_commit
 from homework_shared.events.envelope import Envelope, EventDecodeError, decode
 from homework_shared.kafka import raw_body, renew_producer_if_failed
+from homework_shared.mongo import run_in_transaction
 from homework_shared.observability import batch_consumer_span, consumer_span
+from homework_shared.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +117,59 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OperationFailure) and exc.code in TRANSIENT_CODES
 
 
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What a consumer group reads, and where the records it cannot decode or apply are parked."""
+
+    topics: tuple[str, ...]
+    group: str
+    dead_letter_topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failing record is retried before it is parked (see the module docstring, step 3)."""
+
+    max_attempts: int = 5
+    """Tries of an apply that fails for a reason other than a transient one."""
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+    """Back-off between those tries: ``base_delay`` doubled each time, at most ``max_delay`` (also the cap below)."""
+    transient_retry_s: float = 600.0
+    """Seconds after the poll began during which transient failures are retried."""
+    transient_base_delay: float = 0.01
+
+    @classmethod
+    def of(cls, settings: ConsumerSettings) -> RetryPolicy:
+        """The policy a service's settings ask for (``CONSUMER_TRANSIENT_RETRY_S``)."""
+        return cls(transient_retry_s=settings.consumer_transient_retry_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """How records are polled, shared between transactions and applied concurrently (module docstring, step 2)."""
+
+    batch_size: int = 1
+    """Records per poll; > 1 commits the offsets once per polled batch."""
+    batch_timeout_ms: int = 20
+    concurrency: int = 1
+    """Partitions of a batch applied at once."""
+    group_size: int = 20
+    """Consecutive records of one partition in one transaction, at most (see ``adapt_group``)."""
+    group_target_s: float = 0.25
+
+    @classmethod
+    def of(cls, settings: ConsumerSettings) -> Batching:
+        """The batching a service's settings ask for (``CONSUMER_BATCH_SIZE``, ``_CONCURRENCY``, ``_GROUP_SIZE``)."""
+        return cls(
+            batch_size=settings.consumer_batch_size,
+            concurrency=settings.consumer_concurrency,
+            group_size=settings.consumer_group_size,
+        )
+
+
 class EventConsumer:
-    """Subscribes ``apply`` to ``topics`` as consumer group ``group``; see the module docstring."""
+    """Subscribes ``apply`` to ``subscription``'s topics as its consumer group; see the module docstring."""
 
     def __init__(
         self,
@@ -124,69 +177,61 @@ class EventConsumer:
         broker: KafkaBroker,
         client: AsyncMongoClient[Any],
         db: AsyncDatabase[Any],
-        topics: list[str],
-        group: str,
-        dead_letter_topic: str,
+        subscription: Subscription,
         apply: Apply,
         metrics: ConsumerMetrics,
-        max_attempts: int = 5,
-        base_delay: float = 0.2,
-        max_delay: float = 5.0,
-        batch_size: int = 1,
-        batch_timeout_ms: int = 20,
-        concurrency: int = 1,
-        group_size: int = 20,
-        group_target_s: float = 0.25,
-        transient_retry_s: float = 600.0,
-        transient_base_delay: float = 0.01,
+        retry: RetryPolicy = RetryPolicy(),
+        batching: Batching = Batching(),
         processed_ttl: timedelta = PROCESSED_RETENTION,
     ) -> None:
         self.broker = broker
-        self.processed_ttl = processed_ttl
         self.client = client
         self.processed = db[PROCESSED]
-        self.group = group
-        self.dead_letter_topic = dead_letter_topic
+        self.processed_ttl = processed_ttl
+        self.group = subscription.group
+        self.dead_letter_topic = subscription.dead_letter_topic
         self.apply = apply
         self.metrics = metrics
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self.concurrency = concurrency
-        self.group_size = group_size
-        self.group_target_s = group_target_s
-        self.transient_retry_s = transient_retry_s
-        self.transient_base_delay = transient_base_delay
-        self.group_limit = group_size
+        self.retry = retry
+        self.batching = batching
+        self.group_limit = batching.group_size
         """Records per shared transaction now: ``group_size`` at most, adapted by ``adapt_group``."""
+        self.subscriber = self._subscribe(subscription)
+
+    def _subscribe(self, subscription: Subscription) -> Any:
+        """The FastStream subscriber (offsets committed after the apply), and the dead-letter publisher declared."""
+        batch_size, group, dead_letter_topic = self.batching.batch_size, self.group, self.dead_letter_topic
         # batch_size > 1: up to that many records per poll, applied in transactions of up to
         # group_size records of one partition, and one offset commit after the whole batch (a
         # commit per record costs a broker round trip).
         batching: dict[str, Any] = (
-            {"batch": True, "max_records": batch_size, "batch_timeout_ms": batch_timeout_ms} if batch_size > 1 else {}
+            {"batch": True, "max_records": batch_size, "batch_timeout_ms": self.batching.batch_timeout_ms}
+            if batch_size > 1
+            else {}
         )
-        self.subscriber = broker.subscriber(
-            *topics,
+        subscriber = self.broker.subscriber(
+            *subscription.topics,
             group_id=group,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             # A poll's records may retry transient failures for transient_retry_s: stay in the group meanwhile.
-            max_poll_interval_ms=int((transient_retry_s + 300) * 1000),
+            max_poll_interval_ms=int((self.retry.transient_retry_s + 300) * 1000),
             decoder=raw_body,
             title=f"{group}:consume",
             description=f"Consumed by consumer group {group}; undecodable or unappliable records go to "
             f"{dead_letter_topic}.",
             **batching,
         )
-        self.subscriber(self.handle_batch if batch_size > 1 else self.handle)
+        subscriber(self.handle_batch if batch_size > 1 else self.handle)
         # Declared for the AsyncAPI document: parked records are published here (see ``park``).
-        broker.publisher(
+        self.broker.publisher(
             dead_letter_topic,
             title=f"{dead_letter_topic}:publish",
             description="Records this consumer group could not decode or apply: the original key, value and "
             "headers, plus dlq_reason, dlq_error, dlq_original_topic, dlq_original_partition, "
             "dlq_original_offset, dlq_consumer_group and dlq_failed_at.",
         )
+        return subscriber
 
     async def ensure_indexes(self) -> None:
         """The dedupe window's TTL index; a changed window is applied to the existing index (``collMod``)."""
@@ -204,7 +249,7 @@ class EventConsumer:
         """Decode, apply once, retry or park: the whole life of one record."""
         record = msg.raw_message
         assert not isinstance(record, tuple)
-        await self.handle_record(msg, record, time.monotonic() + self.transient_retry_s)
+        await self.handle_record(msg, record, time.monotonic() + self.retry.transient_retry_s)
 
     async def handle_batch(self, msg: KafkaMessage) -> None:
         """Each record of a batch as ``handle`` does; the offsets are committed after the last one.
@@ -218,15 +263,15 @@ class EventConsumer:
         batch = records if isinstance(records, tuple) else (records,)
         # One budget for the whole poll: a long outage parks the rest of the batch after one attempt each,
         # so the poll ends well within max_poll_interval_ms and the consumer keeps its partitions.
-        deadline = time.monotonic() + self.transient_retry_s
+        deadline = time.monotonic() + self.retry.transient_retry_s
         lanes: dict[int, list[Any]] = {}
         for record in batch:
             lanes.setdefault(record.partition, []).append(record)
-        if self.concurrency <= 1:
+        if self.batching.concurrency <= 1:
             for lane in lanes.values():
                 await self.handle_lane(msg, lane, deadline)
             return
-        limit = asyncio.Semaphore(self.concurrency)
+        limit = asyncio.Semaphore(self.batching.concurrency)
 
         async def run(lane: list[Any]) -> None:
             async with limit:
@@ -256,10 +301,10 @@ class EventConsumer:
         set too: there every writer of a document a running transaction wrote is aborted at once
         (``WriteConflict``), so the longer a shared transaction runs, the more others it aborts.
         """
-        if seconds > self.group_target_s:
+        if seconds > self.batching.group_target_s:
             self.group_limit = max(1, self.group_limit // 2)
-        elif seconds < self.group_target_s / 2 and events >= self.group_limit:
-            self.group_limit = min(self.group_size, self.group_limit + 1)
+        elif seconds < self.batching.group_target_s / 2 and events >= self.group_limit:
+            self.group_limit = min(self.batching.group_size, self.group_limit + 1)
 
     async def apply_group(self, msg: KafkaMessage, records: list[Any]) -> bool:
         """Apply ``records`` in one transaction; False, with nothing written, if any one of them fails.
@@ -288,18 +333,22 @@ class EventConsumer:
         return True
 
     async def _transaction(self, envs: list[Envelope[Any]]) -> None:
-        """Record the events' ids and apply them in one transaction; its after-commit callbacks run once it commits."""
+        """Record the events' ids and apply them in one transaction; its after-commit callbacks run once it commits.
+
+        One attempt (``max_attempts=1``): a failure is retried by ``handle_record``, within its own budget.
+        """
         now = datetime.now(UTC)
         ids = [{"_id": env.id, "type": env.type, "at": now} for env in envs]
-        with after_commit.collecting() as hooks:
-            async with self.client.start_session() as session, await session.start_transaction():
-                if len(ids) == 1:  # insert_one: a duplicate raises DuplicateKeyError, which apply_once reads
-                    await self.processed.insert_one(ids[0], session=session)
-                else:
-                    await self.processed.insert_many(ids, session=session)
-                for env in envs:
-                    await self.apply(env, session)
-        after_commit.run(hooks)
+
+        async def record_and_apply(session: AsyncClientSession) -> None:
+            if len(ids) == 1:  # insert_one: a duplicate raises DuplicateKeyError, which apply_once reads
+                await self.processed.insert_one(ids[0], session=session)
+            else:
+                await self.processed.insert_many(ids, session=session)
+            for env in envs:
+                await self.apply(env, session)
+
+        await run_in_transaction(self.client, record_and_apply, max_attempts=1)
 
     def _applied(self, envs: list[Envelope[Any]], seconds: float) -> None:
         """Count the events one committed transaction applied in ``seconds``, and adapt the group size to it."""
@@ -346,7 +395,7 @@ class EventConsumer:
                             env.id,
                             env.type,
                             transient + 1,
-                            self.transient_retry_s,
+                            self.retry.transient_retry_s,
                             exc,
                         )
                         await self.park(record, "transient_exhausted", f"{type(exc).__name__}: {exc}")
@@ -365,18 +414,18 @@ class EventConsumer:
                     continue
                 attempt += 1
                 self.metrics.retries.inc()
-                if attempt >= self.max_attempts:
+                if attempt >= self.retry.max_attempts:
                     log.exception("giving up on event %s (%s) after %d attempts", env.id, env.type, attempt)
                     await self.park(record, "apply_failed", f"{type(exc).__name__}: {exc}")
                     return
-                await asyncio.sleep(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+                await asyncio.sleep(min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1)))
 
     def transient_delay(self, failures: int) -> float:
         """Capped exponential back-off with jitter: about base * 2^failures, at most ``max_delay``.
 
         Jitter (half to all of the step) keeps competing transactions from conflicting again in lock-step.
         """
-        step = min(self.max_delay, self.transient_base_delay * 2 ** min(failures, 30))
+        step = min(self.retry.max_delay, self.retry.transient_base_delay * 2 ** min(failures, 30))
         return random.uniform(step / 2, step)
 
     async def apply_once(self, env: Envelope[Any]) -> bool:

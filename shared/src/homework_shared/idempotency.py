@@ -63,6 +63,25 @@ def idempotency_key(
 IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]
 
 
+@dataclass(frozen=True, slots=True)
+class Fingerprinted:
+    """An ``Idempotency-Key`` and the fingerprint of the request that came with it."""
+
+    key: str
+    fingerprint: str
+
+
+async def fingerprinted(request: Request, key: IdempotencyKeyDep) -> Fingerprinted | None:
+    """The request's key with its fingerprint (``request_fingerprint``); None without a key."""
+    if key is None:
+        return None
+    return Fingerprinted(key, request_fingerprint(request.method, request.url.path, await request.body()))
+
+
+FingerprintedDep = Annotated[Fingerprinted | None, Depends(fingerprinted)]
+"""For use cases that write through their own transaction (group commit) and replay with ``replay_or_none``."""
+
+
 def caller_scope(principal: Principal) -> str:
     """Whose keys these are: the caller's practice, role and subject, each percent-encoded (no part can spoof
     another), because a ``sub`` is unique only within its issuer and practice."""
@@ -78,14 +97,16 @@ class IdempotencyKeyReused(Unprocessable):
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
-    """The response first given for an idempotency key."""
+    """The response first given for an idempotency key (``replayed=False``: the first answer, given now)."""
 
     status: int
     body: Any
+    replayed: bool = True
 
     def to_response(self) -> JSONResponse:
-        """The stored response, marked as a replay."""
-        return JSONResponse(self.body, status_code=self.status, headers={REPLAYED_HEADER: "true"})
+        """The response, marked as a replay when it is one."""
+        headers = {REPLAYED_HEADER: "true"} if self.replayed else None
+        return JSONResponse(self.body, status_code=self.status, headers=headers)
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:

@@ -1,4 +1,10 @@
-"""MongoDB access the services share: a client that fails fast, transactions retried on transient errors, a ping."""
+"""MongoDB access the services share: a client that fails fast, transactions retried on transient errors, a ping.
+
+:func:`run_in_transaction` is the one way the platform runs a transaction (HTTP writes, the
+event consumer, the schedulers): work that must follow the commit (waking the outbox relay,
+counting) is registered inside with :func:`homework_shared.after_commit.after_commit` and runs
+once the commit succeeded, never for an attempt that aborted.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
+from homework_shared import after_commit
 from homework_shared.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -52,18 +59,16 @@ async def run_in_transaction(
 
     At most ``max_attempts`` tries, with jittered exponential back-off between them; none more when
     no server could be selected (the client already waited its timeout). ``fn`` may
-    run more than once, so it must write only through ``session`` and have no other side effects.
+    run more than once, so it must write only through ``session`` and defer any other side effect
+    with :func:`~homework_shared.after_commit.after_commit`: the callbacks an attempt registers
+    run once, after its commit; those of an aborted attempt are dropped.
     """
     async with client.start_session() as session:
         for attempt in range(1, max_attempts + 1):
-            await session.start_transaction(write_concern=WriteConcern("majority"))
             try:
-                result = await fn(session)
-                await _commit(session, max_attempts)
-                return result
+                with after_commit.collecting() as hooks:
+                    result = await _attempt(session, fn, max_attempts)
             except PyMongoError as error:
-                if session.in_transaction:
-                    await _abort(session, error)
                 # No server to select has already cost the whole selection timeout: another try
                 # would only make a request that must fail fast (503) wait that long again.
                 unreachable = isinstance(error, ServerSelectionTimeoutError)
@@ -71,11 +76,29 @@ async def run_in_transaction(
                     raise
                 log.info("transaction retried after a transient error", extra={"attempt": attempt})
                 await asyncio.sleep(backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
-            except BaseException:
-                if session.in_transaction:
-                    await session.abort_transaction()
-                raise
+                continue
+            after_commit.run(hooks)
+            return result
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _attempt(
+    session: AsyncClientSession, fn: Callable[[AsyncClientSession], Awaitable[T]], max_attempts: int
+) -> T:
+    """One try: start, run ``fn``, commit; on any error the transaction is aborted and the error raised."""
+    await session.start_transaction(write_concern=WriteConcern("majority"))
+    try:
+        result = await fn(session)
+        await _commit(session, max_attempts)
+    except PyMongoError as error:
+        if session.in_transaction:
+            await _abort(session, error)
+        raise
+    except BaseException:
+        if session.in_transaction:
+            await session.abort_transaction()
+        raise
+    return result
 
 
 async def _abort(session: AsyncClientSession, error: PyMongoError) -> None:

@@ -2,7 +2,9 @@
 reports, and a relay publishes it to Kafka afterwards (Debezium's outbox pattern, by polling).
 
 * ``Outbox.stage(session, event)`` inside the business transaction; the record's id is the
-  CloudEvents id, the client id is the Kafka key.
+  CloudEvents id, the client id is the Kafka key. Staging registers ``notify`` as an
+  after-commit callback (:mod:`homework_shared.after_commit`): ``run_in_transaction`` wakes
+  the relay once the transaction committed, never for one that aborted.
 * ``OutboxRelay`` publishes pending records in ``seq`` order through the service's idempotent
   producer and marks them sent. One relay per database holds a lease at a time, so records
   leave in the order they were written; a dead relay's lease expires and another takes over.
@@ -104,6 +106,7 @@ class Outbox:
             return staged[0] if staged else event_id
         doc = self._record(event, None, time)
         await self.collection.insert_one(doc, session=session)
+        after_commit(self.notify)
         return str(doc["_id"])
 
     async def stage_many(
@@ -154,8 +157,6 @@ class Outbox:
                 fresh.append({**doc, "created_at": staged_at})
         if fresh:
             await self.collection.insert_many(fresh, ordered=True, session=session)
-            # Inside the event consumer's transaction: wake the relay once it has committed.
-            # Elsewhere the caller calls ``notify`` after its own commit.
             after_commit(self.notify)
         return [str(d["_id"]) for d in fresh]
 
@@ -178,7 +179,7 @@ class Outbox:
         }
 
     def notify(self) -> None:
-        """Wake the relay now (call after the transaction committed)."""
+        """Wake the relay now; staging registers it to run after the commit, so callers need not."""
         self.staged.set()
 
 

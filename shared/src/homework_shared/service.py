@@ -26,7 +26,15 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from homework_shared.clock import Clock, clock_from
-from homework_shared.consumer import PROCESSED_RETENTION, Apply, ConsumerMetrics, EventConsumer
+from homework_shared.consumer import (
+    PROCESSED_RETENTION,
+    Apply,
+    Batching,
+    ConsumerMetrics,
+    EventConsumer,
+    RetryPolicy,
+    Subscription,
+)
 from homework_shared.consumer_lag import ConsumerLagSampler
 from homework_shared.events.base import Stream
 from homework_shared.events.catalog import EVENT_CLASSES
@@ -105,35 +113,35 @@ class Runtime:
         apply: Apply,
         *,
         group: str | None = None,
-        batch_size: int = 1,
-        concurrency: int = 1,
-        group_size: int = 20,
-        transient_retry_s: float | None = None,
+        batching: Batching | None = None,
+        retry: RetryPolicy | None = None,
     ) -> EventConsumer:
         """Apply every event of ``streams`` once, as consumer group ``group`` (default: the service name).
 
-        ``batch_size`` > 1 polls up to that many records and commits their offsets once;
-        ``concurrency`` > 1 applies that many partitions of a batch at once (one client's
-        events share a partition, so they stay in order); ``group_size`` consecutive records of
-        one partition share a transaction; transient failures are retried for ``transient_retry_s``
-        (default: ``CONSUMER_TRANSIENT_RETRY_S``) before the record is parked. See ``EventConsumer``.
+        ``batching`` and ``retry`` default to what a consuming service's settings ask for
+        (``CONSUMER_*``, see ``Batching.of`` and ``RetryPolicy.of``); otherwise one record at a time
+        with the default retries. See ``EventConsumer``.
         """
         group = group or self.settings.service_name
-        if transient_retry_s is None:
-            transient_retry_s = getattr(self.settings, "consumer_transient_retry_s", 600.0)
+        consuming = self.settings if isinstance(self.settings, ConsumerSettings) else None
+        if batching is None:
+            batching = Batching.of(consuming) if consuming else Batching()
+        if retry is None:
+            retry = RetryPolicy.of(consuming) if consuming else RetryPolicy()
+        subscription = Subscription(
+            topics=tuple(self.topics.stream(s) for s in streams),
+            group=group,
+            dead_letter_topic=self.topics.dead_letter(group),
+        )
         consumer = EventConsumer(
             broker=self.broker,
             client=self.mongo,
             db=self.db,
-            topics=[self.topics.stream(s) for s in streams],
-            group=group,
-            dead_letter_topic=self.topics.dead_letter(group),
+            subscription=subscription,
             apply=apply,
             metrics=ConsumerMetrics(self.registry),
-            batch_size=batch_size,
-            concurrency=concurrency,
-            group_size=group_size,
-            transient_retry_s=transient_retry_s,
+            retry=retry,
+            batching=batching,
             processed_ttl=self._dedupe_window(),
         )
         self.consumers.append(consumer)

@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_shared.after_commit import now_or_after_commit
-from homework_shared.consumer import ConsumerMetrics, EventConsumer
+from homework_shared.consumer import Batching, ConsumerMetrics, EventConsumer, Subscription
 from homework_shared.events import AssignmentPaused, Envelope, Topics, encode, envelope
 from homework_shared.kafka import ensure_topics, make_broker, service_topics
 from tests.conftest import unique, wait_for
@@ -63,13 +63,10 @@ async def test_a_batched_consumer_applies_each_record_once_in_order_and_commits_
         broker=broker,
         client=client,
         db=db,
-        topics=[topics.assignment],
-        group=group,
-        dead_letter_topic=topics.dead_letter(group),
+        subscription=Subscription((topics.assignment,), group, topics.dead_letter(group)),
         apply=apply,
         metrics=ConsumerMetrics(CollectorRegistry()),
-        batch_size=50,
-        concurrency=concurrency,
+        batching=Batching(batch_size=50, concurrency=concurrency),
     )
     await consumer.ensure_indexes()
     assert "Batch" in type(consumer.subscriber).__name__

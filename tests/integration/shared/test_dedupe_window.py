@@ -10,7 +10,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
-from homework_shared.consumer import PROCESSED, ConsumerMetrics, EventConsumer
+from homework_shared.consumer import PROCESSED, ConsumerMetrics, EventConsumer, Subscription
 from tests.conftest import unique
 
 Client = AsyncMongoClient[dict[str, Any]]
@@ -26,9 +26,7 @@ def consumer(mongo: Client, db_name: str, ttl: timedelta) -> EventConsumer:
         broker=KafkaBroker("127.0.0.1:9"),
         client=mongo,
         db=mongo[db_name],
-        topics=[unique("topic")],
-        group=unique("group"),
-        dead_letter_topic=unique("dlq"),
+        subscription=Subscription((unique("topic"),), unique("group"), unique("dlq")),
         apply=apply,
         metrics=ConsumerMetrics(CollectorRegistry()),
         processed_ttl=ttl,

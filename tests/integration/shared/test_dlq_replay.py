@@ -22,7 +22,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from homework_shared.after_commit import now_or_after_commit
-from homework_shared.consumer import ConsumerMetrics, EventConsumer
+from homework_shared.consumer import ConsumerMetrics, EventConsumer, RetryPolicy, Subscription
 from homework_shared.dlq_replay import ReplaySettings, read_parked, replay
 from homework_shared.events import AssignmentPaused, Envelope, Topics, encode, envelope
 from homework_shared.kafka import ensure_topics, make_broker, service_topics
@@ -111,13 +111,10 @@ async def rig(infra: Infra) -> AsyncIterator[Rig]:
         broker=broker,
         client=client,
         db=db,
-        topics=topics.all_streams(),
-        group=group,
-        dead_letter_topic=topics.dead_letter(group),
+        subscription=Subscription(tuple(topics.all_streams()), group, topics.dead_letter(group)),
         apply=apply,
         metrics=ConsumerMetrics(CollectorRegistry()),
-        max_attempts=2,
-        base_delay=0.01,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.01),
     )
     await consumer.ensure_indexes()
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all", enable_idempotence=True)

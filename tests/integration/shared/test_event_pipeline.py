@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from homework_shared.consumer import ConsumerMetrics, EventConsumer
+from homework_shared.consumer import ConsumerMetrics, EventConsumer, RetryPolicy, Subscription
 from homework_shared.events import EVENT_CLASSES, Envelope, HomeworkEvent, Topics, encode, envelope
 from homework_shared.events.examples import EXAMPLES
 from homework_shared.kafka import ensure_topics, make_broker, producer_failed, service_topics
@@ -93,13 +93,10 @@ async def pipeline(infra: Infra) -> AsyncIterator[Pipeline]:
         broker=broker,
         client=client,
         db=db,
-        topics=topics.all_streams(),
-        group="test-group",
-        dead_letter_topic=topics.dead_letter("test-group"),
+        subscription=Subscription(tuple(topics.all_streams()), "test-group", topics.dead_letter("test-group")),
         apply=apply,
         metrics=ConsumerMetrics(registry),
-        base_delay=0.01,
-        max_attempts=3,
+        retry=RetryPolicy(base_delay=0.01, max_attempts=3),
     )
     await consumer.ensure_indexes()
     p = Pipeline(topics, outbox, relay, consumer, client, infra)

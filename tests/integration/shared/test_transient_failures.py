@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from homework_shared.after_commit import now_or_after_commit
-from homework_shared.consumer import ConsumerMetrics, EventConsumer
+from homework_shared.consumer import Batching, ConsumerMetrics, EventConsumer, RetryPolicy, Subscription
 from homework_shared.dlq_replay import ReplaySettings, read_parked, replay
 from homework_shared.events import AssignmentPaused, Envelope, Topics, encode, envelope
 from homework_shared.kafka import ensure_topics, make_broker, service_topics
@@ -96,13 +96,11 @@ async def rig(infra: Infra, request: pytest.FixtureRequest) -> AsyncIterator[Rig
         broker=broker,
         client=client,
         db=db,
-        topics=[topics.assignment],
-        group=group,
-        dead_letter_topic=topics.dead_letter(group),
+        subscription=Subscription((topics.assignment,), group, topics.dead_letter(group)),
         apply=apply,
         metrics=ConsumerMetrics(CollectorRegistry()),
-        batch_size=request.param,
-        transient_retry_s=BUDGET_S,
+        retry=RetryPolicy(transient_retry_s=BUDGET_S),
+        batching=Batching(batch_size=request.param),
     )
     await consumer.ensure_indexes()
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all", enable_idempotence=True)

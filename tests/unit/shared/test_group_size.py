@@ -8,7 +8,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
-from homework_shared.consumer import ConsumerMetrics, EventConsumer
+from homework_shared.consumer import Batching, ConsumerMetrics, EventConsumer, Subscription
 
 
 def _consumer(group_size: int = 20) -> EventConsumer:
@@ -22,14 +22,10 @@ def _consumer(group_size: int = 20) -> EventConsumer:
         broker=KafkaBroker("127.0.0.1:1"),
         client=client,
         db=client["unit"],
-        topics=["t"],
-        group="g",
-        dead_letter_topic="t.dlq",
+        subscription=Subscription(("t",), "g", "t.dlq"),
         apply=apply,
         metrics=ConsumerMetrics(CollectorRegistry()),
-        batch_size=100,
-        group_size=group_size,
-        group_target_s=0.2,
+        batching=Batching(batch_size=100, group_size=group_size, group_target_s=0.2),
     )
 
 

@@ -12,7 +12,7 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
-from homework_shared.consumer import EventConsumer, is_transient
+from homework_shared.consumer import EventConsumer, RetryPolicy, is_transient
 
 
 def test_transient_errors_are_told_from_permanent_ones() -> None:
@@ -31,8 +31,7 @@ def test_transient_errors_are_told_from_permanent_ones() -> None:
 
 def test_the_transient_back_off_grows_exponentially_with_jitter_and_is_capped() -> None:
     consumer = EventConsumer.__new__(EventConsumer)
-    consumer.transient_base_delay = 0.01
-    consumer.max_delay = 5.0
+    consumer.retry = RetryPolicy(transient_base_delay=0.01, max_delay=5.0)
     for failures in range(40):
         step = min(5.0, 0.01 * 2**failures)
         for _ in range(20):
@@ -48,7 +47,7 @@ def test_a_services_consumer_takes_its_retry_budget_from_consumer_transient_retr
     assert default.consumer_transient_retry_s == 600, "ten minutes unless set"
     app = create(ReminderSettings(environment="development", consumer_transient_retry_s=42, **unreachable))
     [consumer] = app.state.runtime.consumers
-    assert consumer.transient_retry_s == 42
+    assert consumer.retry.transient_retry_s == 42
 
 
 def test_a_retry_budget_of_zero_or_less_is_refused() -> None:

@@ -16,9 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from homework_assignment import domain
-from homework_assignment.domain import Assignment, AssignmentStatus, Resolution, invalid, occurrence_already_resolved
-from homework_assignment.handlers import AssignmentHandlers, StatusAction, new_id
+from homework_assignment.domain import AssignmentStatus, invalid
+from homework_assignment.handlers import AssignmentHandlers, StatusAction
 from homework_assignment.models import (
     AssignmentCreate,
     AssignmentPage,
@@ -38,17 +37,10 @@ from homework_assignment.models import (
     SkipCreate,
     decode_cursor,
 )
-from homework_assignment.resolutions import Clash, Decide, ResolutionRequest, ResolutionWriter
-from homework_shared.auth import ClientDep, Principal, PrincipalDep, TherapistDep
+from homework_assignment.resolutions import ResolutionWriter
+from homework_shared.auth import ClientDep, PrincipalDep, TherapistDep
 from homework_shared.cursors import encode_cursor
-from homework_shared.errors import DomainError
-from homework_shared.idempotency import (
-    IdempotencyKeyDep,
-    caller_scope,
-    replay_or_none,
-    request_fingerprint,
-    respond_idempotently,
-)
+from homework_shared.idempotency import FingerprintedDep, IdempotencyKeyDep, caller_scope, respond_idempotently
 from homework_shared.ids import OccurrenceIdPath, PathId, QueryId
 from homework_shared.read_audit import audited
 from homework_shared.service import Runtime
@@ -94,15 +86,22 @@ def handlers(request: Request) -> AssignmentHandlers:
 
 
 HandlersDep = Annotated[AssignmentHandlers, Depends(handlers)]
+
+
+def resolution_writer(request: Request) -> ResolutionWriter:
+    """The completion and skip use cases ``app.create`` wired."""
+    found: ResolutionWriter = request.app.state.resolutions
+    return found
+
+
+WriterDep = Annotated[ResolutionWriter, Depends(resolution_writer)]
 Write = Callable[[AsyncClientSession], Awaitable[Any]]
 
 
 async def idempotent(request: Request, caller: str, key: str | None, status: int, write: Write) -> JSONResponse:
-    """Run ``write`` in one transaction with its remembered response, then wake the outbox relay."""
+    """Run ``write`` in one transaction with its remembered response (the outbox relay is woken after the commit)."""
     rt: Runtime = request.app.state.runtime
-    response = await respond_idempotently(rt.mongo, rt.db, request, caller, key, status, write)
-    rt.outbox.notify()
-    return response
+    return await respond_idempotently(rt.mongo, rt.db, request, caller, key, status, write)
 
 
 # ---------------------------------------------------------------- therapists: assignments
@@ -278,20 +277,18 @@ async def list_occurrences(
     responses=_writes_with_body,
 )
 async def record_completion(
-    request: Request,
     assignment_id: AssignmentId,
     occurrence_id: OccurrenceId,
     body: CompletionCreate,
     principal: ClientDep,
-    key: IdempotencyKeyDep,
+    idempotency: FingerprintedDep,
+    writer: WriterDep,
 ) -> JSONResponse:
     """The client did an occurrence (done, or partial with a percent); publishes ``CompletionRecorded``."""
-    fields = body.model_dump()
-
-    def decide(a: Assignment, now: datetime) -> Resolution:
-        return domain.record_completion(a, occurrence_id, now, id=new_id("cmp"), recorded_by=principal.sub, **fields)
-
-    return await _resolve(request, principal, assignment_id, occurrence_id, key, decide, "completion")
+    answer = await writer.record_resolution(
+        "completion", principal, assignment_id, occurrence_id, body.model_dump(), idempotency
+    )
+    return answer.to_response()
 
 
 @router.post(
@@ -301,58 +298,18 @@ async def record_completion(
     responses=_writes_with_body,
 )
 async def record_skip(
-    request: Request,
     assignment_id: AssignmentId,
     occurrence_id: OccurrenceId,
     body: SkipCreate,
     principal: ClientDep,
-    key: IdempotencyKeyDep,
+    idempotency: FingerprintedDep,
+    writer: WriterDep,
 ) -> JSONResponse:
     """The client did not do an occurrence, and the barrier; publishes ``OccurrenceSkipped``."""
-    fields = body.model_dump()
-
-    def decide(a: Assignment, now: datetime) -> Resolution:
-        return domain.record_skip(a, occurrence_id, now, id=new_id("skp"), recorded_by=principal.sub, **fields)
-
-    return await _resolve(request, principal, assignment_id, occurrence_id, key, decide, "skip")
-
-
-async def _resolve(
-    request: Request,
-    principal: Principal,
-    assignment_id: str,
-    occurrence_id: str,
-    key: str | None,
-    decide: Decide,
-    kind: str,
-) -> JSONResponse:
-    """Record through the group-commit writer; a retried request gets its first answer again."""
-    writer: ResolutionWriter = request.app.state.resolutions
-    rt: Runtime = request.app.state.runtime
-    fingerprint = request_fingerprint(request.method, request.url.path, await request.body()) if key else ""
-    pending = ResolutionRequest(
-        principal=principal,
-        assignment_id=assignment_id,
-        occurrence_id=occurrence_id,
-        now=rt.clock.now(),
-        decide=decide,
-        respond=lambda r: ResolutionPublic.of(r).model_dump(mode="json"),
-        idempotency=(key, fingerprint) if key else None,
+    answer = await writer.record_resolution(
+        "skip", principal, assignment_id, occurrence_id, body.model_dump(), idempotency
     )
-    try:
-        body = await writer.record(pending)
-    except (DomainError, Clash) as error:
-        # Not written: if this key already has an answer, this is a retry (or a reuse: 422).
-        if key and (stored := await replay_or_none(rt.db, caller_scope(principal), key, fingerprint)) is not None:
-            return stored.to_response()
-        if isinstance(error, Clash):
-            raise occurrence_already_resolved(occurrence_id) from None
-        raise
-    counter = request.app.state.metrics.counter(
-        "homework_resolutions_total", "Completions and skips recorded", ["type"]
-    )
-    counter.labels(kind).inc()
-    return JSONResponse(body, status_code=201)
+    return answer.to_response()
 
 
 # ---------------------------------------------------------------- clients: their own

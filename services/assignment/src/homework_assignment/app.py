@@ -20,6 +20,7 @@ from homework_assignment.models import ErrorBody, describe_local_times
 from homework_assignment.resolutions import ResolutionWriter
 from homework_assignment.store import CLIENT_DATA, AssignmentStore
 from homework_shared.clock import Clock
+from homework_shared.consumer import Batching
 from homework_shared.erasure import ErasureStep
 from homework_shared.export import export_part_router
 from homework_shared.http import create_app
@@ -123,9 +124,16 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
         "assignment", rt.db, CLIENT_DATA, rt.outbox, rt.registry, rt.clock.now, erasures.shred, read_audit
     )
     # The saga's events only: this service's own erasure step, and the other services' completions.
-    rt.consume(["assignment", "reminder", "insights"], erasure_step.guard(None, erasures.on_completed), batch_size=100)
+    rt.consume(
+        ["assignment", "reminder", "insights"],
+        erasure_step.guard(None, erasures.on_completed),
+        batching=Batching(batch_size=100),
+    )
     sealing = erasures if settings.include_free_text else None
-    resolutions = ResolutionWriter(store, rt.outbox, rt.mongo, batch_sizes=batch_sizes, erasures=sealing)
+    recorded = app.state.metrics.counter("homework_resolutions_total", "Completions and skips recorded", ["type"])
+    resolutions = ResolutionWriter(
+        store, rt.outbox, rt.mongo, clock=rt.clock, batch_sizes=batch_sizes, recorded=recorded, erasures=sealing
+    )
     app.state.runtime = rt
     app.state.handlers = handlers
     app.state.sweeper = sweeper

@@ -28,8 +28,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from homework_assignment.handlers import new_id
 from homework_assignment.models import ErrorBody
+from homework_assignment.store import new_id
 from homework_shared.auth import Principal, Role, TherapistDep
 from homework_shared.auth.deps import require_role
 from homework_shared.clock import Clock
@@ -165,8 +165,7 @@ class Erasures:
             if found is None:
                 raise
             return found, False
-        if created:
-            self.outbox.notify()
+        if created:  # staging the event registered the relay's wake-up after the commit
             log.info("erasure requested", extra={"erasure_id": doc["erasure_id"], "reason": reason})
         return doc, created
 

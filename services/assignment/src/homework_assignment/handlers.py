@@ -8,8 +8,6 @@ idempotency helper), so they may run more than once and touch nothing but that s
 from __future__ import annotations
 
 import logging
-import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,29 +24,18 @@ from homework_assignment.domain import (
     assignment_not_found,
 )
 from homework_assignment.messaging import assignment_created, assignment_revised, status_changed
-from homework_assignment.store import AssignmentStore, Doc
+from homework_assignment.store import AssignmentStore, Doc, audit_entry, new_id
 from homework_shared.auth import Principal, can_see_client
 from homework_shared.clock import Clock
 from homework_shared.erasure import refuse_if_erased
 from homework_shared.errors import Conflict
 from homework_shared.mongo import MongoClient, run_in_transaction
-from homework_shared.observability import current_request_id, current_trace_id
 from homework_shared.outbox import Outbox
 from homework_shared.schedule import Occurrence
 
 log = logging.getLogger(__name__)
 
 StatusAction = Literal["pause", "resume", "cancel", "end"]
-SYSTEM = "system:schedule"
-
-_last_micros = 0
-
-
-def new_id(prefix: str) -> str:
-    """A unique id that sorts by creation time: ``asg-0006123456789a1b2c3``."""
-    global _last_micros
-    _last_micros = max(_last_micros + 1, time.time_ns() // 1000)
-    return f"{prefix}-{_last_micros:014x}{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True)
@@ -206,8 +193,6 @@ class AssignmentHandlers:
                 ended += await run_in_transaction(self.client, end_one)
             except Conflict:
                 log.info("assignment %s changed while being ended; next sweep retries", assignment_id)
-        if ended:
-            self.outbox.notify()
         return ended
 
     async def _audit(
@@ -220,31 +205,4 @@ class AssignmentHandlers:
         now: datetime,
         **details: Any,
     ) -> None:
-        await self.store.audit(audit_entry(principal, action, before, after, now, **details), session)
-
-
-def audit_entry(
-    principal: Principal | None,
-    action: str,
-    before: Assignment | None,
-    after: Assignment,
-    now: datetime,
-    **details: Any,
-) -> Doc:
-    """An audit log entry: who (the caller, or the schedule), what (action, versions, status), when."""
-    return {
-        "_id": new_id("aud"),
-        "at": now,
-        "actor": {"sub": principal.sub, "role": principal.role.value}
-        if principal
-        else {"sub": SYSTEM, "role": "system"},
-        "practice_id": after.practice_id,
-        "client_id": after.client_id,
-        "assignment_id": after.id,
-        "action": action,
-        "before": {"version": before.version, "status": before.status.value} if before else None,
-        "after": {"version": after.version, "status": after.status.value},
-        "request_id": current_request_id(),
-        "trace_id": current_trace_id(),
-        **details,
-    }
+        await self.store.append_audit([audit_entry(principal, action, before, after, now, **details)], session)

@@ -1,4 +1,10 @@
-"""Recording completions and skips: the requests waiting at one moment share one transaction (group commit).
+"""Recording completions and skips: the use case, and its group commit (the requests waiting at one moment
+share one transaction).
+
+``ResolutionWriter.record_resolution`` is the whole use case behind the completion and skip
+routes: the domain rule, the write, the Idempotency-Key replay (a retried request gets its
+first answer again; a reused key, 422), the mapping of a lost race to 409
+``occurrence_already_resolved``, and the ``homework_resolutions_total`` count.
 
 A completion is the service's hot path. Written alone it costs a transaction of about eight
 round trips; here one writer task takes every request waiting and writes them together:
@@ -38,21 +44,24 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from prometheus_client import Counter as Count
 from prometheus_client import Histogram
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 
+from homework_assignment import domain
 from homework_assignment.domain import Assignment, Resolution, assignment_not_found, occurrence_already_resolved
 from homework_assignment.erasure import Erasures, seal
-from homework_assignment.handlers import audit_entry
 from homework_assignment.messaging import resolution_event
-from homework_assignment.store import AssignmentStore, Doc, resolution_doc
+from homework_assignment.models import ResolutionPublic
+from homework_assignment.store import AssignmentStore, Doc, audit_entry, new_id, resolution_doc
 from homework_shared.auth import Principal, can_see_client
+from homework_shared.clock import Clock, SystemClock
 from homework_shared.erasure import client_erased, erased_among
 from homework_shared.errors import DomainError
-from homework_shared.idempotency import caller_scope, remembered
+from homework_shared.idempotency import Fingerprinted, StoredResponse, caller_scope, remembered, replay_or_none
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.observability import batch_span, span_context_in
 from homework_shared.outbox import Outbox
@@ -62,6 +71,14 @@ DUPLICATE_KEY = 11000
 
 Decide = Callable[[Assignment, datetime], Resolution]
 """The domain rule of one request (``record_completion`` or ``record_skip`` with its fields bound)."""
+
+
+ResolutionKind = Literal["completion", "skip"]
+_RULES: dict[ResolutionKind, tuple[Callable[..., Resolution], str]] = {
+    "completion": (domain.record_completion, "cmp"),
+    "skip": (domain.record_skip, "skp"),
+}
+"""Each kind's domain rule and the prefix of its ids."""
 
 
 class Clash(Exception):
@@ -116,7 +133,9 @@ class ResolutionWriter:
         outbox: Outbox,
         client: MongoClient,
         *,
+        clock: Clock | None = None,
         batch_sizes: Histogram | None = None,
+        recorded: Count | None = None,
         max_batch: int = 200,
         linger_s: float = 0.003,
         erasures: Erasures | None = None,
@@ -124,13 +143,60 @@ class ResolutionWriter:
         self.store = store
         self.outbox = outbox
         self.client = client
+        self.clock = clock or SystemClock()
         self.batch_sizes = batch_sizes
+        self.recorded = recorded
+        """``homework_resolutions_total`` by type (completion, skip)."""
         self.max_batch = max_batch
         self.linger_s = linger_s
         self.erasures = erasures
         """Set when free text leaves in events: it is sealed with the client's key (see ``erasure.py``)."""
         self._waiting: list[ResolutionRequest] = []
         self._task: asyncio.Task[None] | None = None
+
+    async def record_resolution(
+        self,
+        kind: ResolutionKind,
+        principal: Principal,
+        assignment_id: str,
+        occurrence_id: str,
+        fields: dict[str, Any],
+        idempotency: Fingerprinted | None = None,
+    ) -> StoredResponse:
+        """Record a completion (``fields`` of a ``CompletionCreate``) or a skip (of a ``SkipCreate``): 201 with it.
+
+        A request that was not written (a rule refused it, or it lost a race for its occurrence or
+        key) replays the answer stored for its Idempotency-Key if there is one (422 for a reused
+        key); otherwise the rule's error, or 409 ``occurrence_already_resolved`` for a lost race.
+        """
+        rule, prefix = _RULES[kind]
+
+        def decide(a: Assignment, now: datetime) -> Resolution:
+            return rule(a, occurrence_id, now, id=new_id(prefix), recorded_by=principal.sub, **fields)
+
+        pending = ResolutionRequest(
+            principal=principal,
+            assignment_id=assignment_id,
+            occurrence_id=occurrence_id,
+            now=self.clock.now(),
+            decide=decide,
+            respond=lambda r: ResolutionPublic.of(r).model_dump(mode="json"),
+            idempotency=(idempotency.key, idempotency.fingerprint) if idempotency else None,
+        )
+        try:
+            body = await self.record(pending)
+        except (DomainError, Clash) as error:
+            if idempotency and (stored := await self._replay(principal, idempotency)) is not None:
+                return stored
+            if isinstance(error, Clash):
+                raise occurrence_already_resolved(occurrence_id) from None
+            raise
+        if self.recorded is not None:
+            self.recorded.labels(kind).inc()
+        return StoredResponse(201, body, replayed=False)
+
+    async def _replay(self, principal: Principal, idempotency: Fingerprinted) -> StoredResponse | None:
+        return await replay_or_none(self.store.db, caller_scope(principal), idempotency.key, idempotency.fingerprint)
 
     async def record(self, request: ResolutionRequest) -> Any:
         """Queue ``request`` for the next transaction and wait for its outcome."""
@@ -192,7 +258,6 @@ class ResolutionWriter:
             return
         for request, outcome in outcomes:
             _settle(request, outcome)
-        self.outbox.notify()
 
     async def _write(
         self, session: AsyncClientSession, batch: list[ResolutionRequest]
@@ -227,7 +292,7 @@ class ResolutionWriter:
         if accepted:
             await _insert(self.store.resolutions.insert_many, accepted, [i.resolution for i in accepted], session)
             await self.outbox.stage_prepared(session, [i.record for i in accepted], check_existing=False)
-            await self.store.audit_log.insert_many([i.audit for i in accepted], session=session)
+            await self.store.append_audit([i.audit for i in accepted], session)
             keyed = [i for i in accepted if i.remembered is not None]
             if keyed:
                 await _insert(self.store.idempotency_keys.insert_many, keyed, [i.remembered for i in keyed], session)

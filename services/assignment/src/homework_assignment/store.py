@@ -12,7 +12,9 @@ instants are BSON dates, so they index and compare.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import secrets
+import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,11 +29,13 @@ from homework_assignment.domain import (
     AssignmentStatus,
     Resolution,
 )
+from homework_shared.auth import Principal
 from homework_shared.erasure import TOMBSTONE_REASON, TOMBSTONES
 from homework_shared.errors import Conflict
 from homework_shared.events.values import Barrier, CompletionData, CompletionStatus, Schedule
 from homework_shared.export import OPERATIONAL, ClientData, by_assignment, by_client
 from homework_shared.idempotency import COLLECTION as IDEMPOTENCY_KEYS
+from homework_shared.observability import current_request_id, current_trace_id
 from homework_shared.occurrences import Interruption, Segment
 from homework_shared.read_audit import READ_AUDIT
 from homework_shared.schedule import Occurrence
@@ -42,6 +46,17 @@ Session = AsyncClientSession | None
 _SCHEDULE: TypeAdapter[Any] = TypeAdapter(Schedule)
 _DATA: TypeAdapter[Any] = TypeAdapter(CompletionData)
 OPEN_STATUSES = [AssignmentStatus.ACTIVE.value, AssignmentStatus.PAUSED.value]
+SYSTEM = "system:schedule"
+"""The actor of an audit entry no caller made (an assignment ended by its schedule)."""
+
+_last_micros = 0
+
+
+def new_id(prefix: str) -> str:
+    """A unique id that sorts by creation time: ``asg-0006123456789a1b2c3``."""
+    global _last_micros
+    _last_micros = max(_last_micros + 1, time.time_ns() // 1000)
+    return f"{prefix}-{_last_micros:014x}{secrets.token_hex(3)}"
 
 
 def _naive_local(value: str) -> datetime:
@@ -122,6 +137,33 @@ def resolution_doc(r: Resolution) -> Doc:
         "completed_at": r.completed_at,
         "barrier": r.barrier.value if r.barrier else None,
         "barrier_text": r.barrier_text,
+    }
+
+
+def audit_entry(
+    principal: Principal | None,
+    action: str,
+    before: Assignment | None,
+    after: Assignment,
+    now: datetime,
+    **details: Any,
+) -> Doc:
+    """An audit log entry: who (the caller, or the schedule), what (action, versions, status), when."""
+    return {
+        "_id": new_id("aud"),
+        "at": now,
+        "actor": {"sub": principal.sub, "role": principal.role.value}
+        if principal
+        else {"sub": SYSTEM, "role": "system"},
+        "practice_id": after.practice_id,
+        "client_id": after.client_id,
+        "assignment_id": after.id,
+        "action": action,
+        "before": {"version": before.version, "status": before.status.value} if before else None,
+        "after": {"version": after.version, "status": after.status.value},
+        "request_id": current_request_id(),
+        "trace_id": current_trace_id(),
+        **details,
     }
 
 
@@ -272,6 +314,11 @@ class AssignmentStore:
 
     # ------------------------------------------------------------ resolutions
 
+    async def insert_resolutions(self, docs: Sequence[Doc], session: AsyncClientSession) -> None:
+        """Store completions and skips (from ``resolution_doc``); a taken occurrence fails on its ``_id``."""
+        if docs:
+            await self.resolutions.insert_many(list(docs), session=session)
+
     async def resolved_among(self, occurrence_ids: list[str], session: Session) -> set[str]:
         """Which of these occurrences already have a completion or skip."""
         cursor = self.resolutions.find({"_id": {"$in": occurrence_ids}}, {"_id": 1}, session=session)
@@ -296,9 +343,12 @@ class AssignmentStore:
 
     # ------------------------------------------------------------ audit
 
-    async def audit(self, entry: Doc, session: Session) -> None:
-        """Append an audit entry."""
-        await self.audit_log.insert_one(entry, session=session)
+    async def append_audit(self, entries: Sequence[Doc], session: AsyncClientSession) -> None:
+        """Append audit entries (from ``audit_entry``) in the caller's transaction."""
+        if len(entries) == 1:
+            await self.audit_log.insert_one(entries[0], session=session)
+        elif entries:
+            await self.audit_log.insert_many(list(entries), session=session)
 
     async def audit_of(self, assignment_id: str, limit: int, after: str | None) -> list[Doc]:
         """An assignment's audit entries, oldest first, after the entry id ``after``."""

@@ -234,7 +234,6 @@ async def generate_summary(
         return public(summary)
 
     response = await respond_idempotently(rt.mongo, rt.db, request, caller_scope(principal), key, 201, write)
-    rt.outbox.notify()
     request.app.state.insights_metrics.summaries.inc()
     return response
 

@@ -35,7 +35,7 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
     rt = Runtime.build(settings, app.state.metrics_registry, stream="insights", clock=clock)
     metrics = InsightsMetrics(app.state.metrics)
     # Batches: one offset commit per poll; partitions applied concurrently, one client's events in order,
-    # consecutive events of a partition in shared transactions.
+    # consecutive events of a partition in shared transactions (CONSUMER_* settings, read by rt.consume).
     read_audit = ReadAudit(
         rt.db,
         "insights",
@@ -44,13 +44,7 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
         enabled=settings.read_audit_enabled,
     )
     erasure = ErasureStep("insights", rt.db, CLIENT_DATA, rt.outbox, rt.registry, rt.clock.now, read_audit=read_audit)
-    rt.consume(
-        ["assignment", "reminder"],
-        erasure.guard(make_apply(rt, settings, metrics)),
-        batch_size=settings.consumer_batch_size,
-        concurrency=settings.consumer_concurrency,
-        group_size=settings.consumer_group_size,
-    )
+    rt.consume(["assignment", "reminder"], erasure.guard(make_apply(rt, settings, metrics)))
 
     async def on_start() -> None:
         await migrate_tenancy(rt.db)  # data written with client-id-only keys, before any request reads it

@@ -273,9 +273,7 @@ async def snooze_reminder(
             mode="json"
         )
 
-    response = await respond_idempotently(svc.mongo, svc.store.db, request, caller_scope(principal), key, 200, write)
-    svc.scheduler.outbox.notify()
-    return response
+    return await respond_idempotently(svc.mongo, svc.store.db, request, caller_scope(principal), key, 200, write)
 
 
 # ---------------------------------------------------------------------- preferences
@@ -314,7 +312,6 @@ async def put_preferences(
         return await svc.scheduler.set_preferences(principal.practice_id, client_id, fields, principal.sub, session)
 
     doc = await run_in_transaction(svc.mongo, write)
-    svc.scheduler.outbox.notify()
     return _preferences_public(client_id, doc)
 
 

@@ -33,15 +33,8 @@ VERSION = "1.0.0"
 
 
 def consume_assignments(rt: Runtime, settings: ReminderSettings, apply: Apply) -> EventConsumer:
-    """``rt.consume(["assignment"], apply)`` with this service's group, batch, concurrency and group size."""
-    return rt.consume(
-        ["assignment"],
-        apply,
-        group=settings.consumer_group,
-        batch_size=settings.consumer_batch_size,
-        concurrency=settings.consumer_concurrency,
-        group_size=settings.consumer_group_size,
-    )
+    """``rt.consume(["assignment"], apply)`` as this service's group; batching and retries from ``CONSUMER_*``."""
+    return rt.consume(["assignment"], apply, group=settings.consumer_group)
 
 
 def create(settings: ReminderSettings | None = None, clock: Clock | None = None) -> FastAPI:

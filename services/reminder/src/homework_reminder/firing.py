@@ -151,7 +151,6 @@ class Firing:
         except DuplicateKeyError:
             careful = True
             fired = await run_in_transaction(self.mongo, fire_in)
-        self.outbox.notify()
         return fired
 
     async def _deliveries(self, sent: list[Doc], now: datetime, session: AsyncClientSession) -> list[Doc]:
@@ -200,9 +199,7 @@ class Firing:
             await self.outbox.stage_many(session, events + [(e, None) for e in cancelled], time=now)
             return docs
 
-        missed = await run_in_transaction(self.mongo, mark)
-        self.outbox.notify()
-        return missed
+        return await run_in_transaction(self.mongo, mark)
 
 
 def sent_event(doc: Doc, now: datetime) -> ReminderSent:

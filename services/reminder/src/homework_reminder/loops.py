@@ -165,8 +165,6 @@ class Workers:
         ids = await self.store.plans_to_extend(before, s.extend_batch_size)
         for assignment_id in ids:
             await run_in_transaction(self.mongo, partial(self.scheduler.extend, assignment_id))
-        if ids:
-            self.scheduler.outbox.notify()
         return 0.0 if len(ids) >= s.extend_batch_size else HOUSEKEEPING_S * 5
 
     async def deliver_webhooks(self) -> float:
