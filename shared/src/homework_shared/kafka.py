@@ -1,6 +1,7 @@
 """Kafka wiring with safe defaults: one FastStream broker per service, topics created idempotently.
 
-FastStream's defaults are at-most-once (STACK.md); here the producer waits for every
+FastStream's defaults are at-most-once (its subscribers commit before handling, its producer
+uses ``acks=1`` without idempotence; see docs/architecture.md); here the producer waits for every
 in-sync replica (``acks="all"``) with idempotence, topics are never auto-created by a
 client, and subscribers get their raw bytes so that our own decoder, not FastStream's
 JSON parser, decides what a bad message is.
@@ -26,7 +27,6 @@ from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
-from homework_shared.events.topics import Topics
 from homework_shared.settings import KafkaConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -197,11 +197,3 @@ async def ensure_topics(
     finally:
         await admin.close()
     return created
-
-
-def service_topics(topics: Topics, *, consumer_group: str | None) -> list[str]:
-    """The topics a service needs: every event stream, and its own dead-letter topic if it consumes."""
-    names = topics.all_streams()
-    if consumer_group:
-        names.append(topics.dead_letter(consumer_group))
-    return names

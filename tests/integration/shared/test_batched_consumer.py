@@ -18,9 +18,10 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from homework_shared.after_commit import now_or_after_commit
 from homework_shared.consumer import Batching, ConsumerMetrics, EventConsumer, Subscription
 from homework_shared.events import AssignmentPaused, Envelope, Topics, encode, envelope
-from homework_shared.kafka import ensure_topics, make_broker, service_topics
+from homework_shared.kafka import ensure_topics, make_broker
 from tests.conftest import unique, wait_for
 from tests.infra import Infra
+from tests.integration.shared.topics import service_topics
 
 
 def _paused(client: str, n: int) -> AssignmentPaused:

@@ -25,9 +25,10 @@ from homework_shared.after_commit import now_or_after_commit
 from homework_shared.consumer import ConsumerMetrics, EventConsumer, RetryPolicy, Subscription
 from homework_shared.dlq_replay import ReplaySettings, read_parked, replay
 from homework_shared.events import AssignmentPaused, Envelope, Topics, encode, envelope
-from homework_shared.kafka import ensure_topics, make_broker, service_topics
+from homework_shared.kafka import ensure_topics, make_broker
 from tests.conftest import unique, wait_for
 from tests.infra import ROOT, Infra
+from tests.integration.shared.topics import service_topics
 
 
 class PracticeNotRegistered(LookupError):

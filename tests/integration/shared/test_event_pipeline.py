@@ -17,10 +17,11 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from homework_shared.consumer import ConsumerMetrics, EventConsumer, RetryPolicy, Subscription
 from homework_shared.events import EVENT_CLASSES, Envelope, HomeworkEvent, Topics, encode, envelope
 from homework_shared.events.examples import EXAMPLES
-from homework_shared.kafka import ensure_topics, make_broker, producer_failed, service_topics
+from homework_shared.kafka import ensure_topics, make_broker, producer_failed
 from homework_shared.outbox import Outbox, OutboxMetrics, OutboxRelay
 from tests.conftest import unique, wait_for
 from tests.infra import Infra
+from tests.integration.shared.topics import service_topics
 
 
 @dataclass
