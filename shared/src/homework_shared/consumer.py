@@ -48,7 +48,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
@@ -65,6 +65,10 @@ PROCESSED_RETENTION = timedelta(days=30)
 still recognised (the settings refuse a shorter one)."""
 INDEX_CONFLICTS = (85, 86)
 """IndexOptionsConflict, IndexKeySpecsConflict: an index of that name exists with other options (here: its TTL)."""
+
+DURABLE = WriteConcern("majority")
+"""The apply transactions' write concern, whatever the cluster's default: the Kafka offset is committed after
+the commit, so a commit that a failover could roll back (w:1) would lose its event for good."""
 
 Apply = Callable[[Envelope[Any], AsyncClientSession], Awaitable[None]]
 
@@ -288,7 +292,7 @@ class EventConsumer:
         now = datetime.now(UTC)
         ids = [{"_id": env.id, "type": env.type, "at": now} for env in envs]
         with after_commit.collecting() as hooks:
-            async with self.client.start_session() as session, await session.start_transaction():
+            async with self.client.start_session() as session, await session.start_transaction(write_concern=DURABLE):
                 if len(ids) == 1:  # insert_one: a duplicate raises DuplicateKeyError, which apply_once reads
                     await self.processed.insert_one(ids[0], session=session)
                 else:
