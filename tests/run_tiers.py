@@ -32,10 +32,12 @@ FAULTS = "tests/e2e/faults"
 SOLO = [
     "tests/integration/assignment/test_outages.py",
     "tests/integration/assignment/test_process.py",
+    "tests/integration/assignment/test_bounded_input_process.py",
     "tests/integration/reminder/test_process.py",
     "tests/integration/insights/test_process.py",
     "tests/integration/deploy/test_orphaned_transactions.py",
     "tests/integration/deploy/test_durable_commits.py",
+    "tests/integration/deploy/test_install_service.py",
 ]
 """Integration files that start service processes or stop a server, and time how fast things fail."""
 
