@@ -13,6 +13,12 @@ MongoDB server for ~8.5 min; two sessions would otherwise both build it). Each s
 to a log file, printed whole when the session ends, so logs never interleave; the last lines give
 each session's wall time and the summed counts. Extra arguments go to every session.
 ``TEST_TIERS_SERIAL=1`` runs the sessions one after another.
+
+Measured 2026-12-02, phase 1's two sessions side by side on the shared 2-core machine (load average
+15-27 from other developers' tests): the e2e session 138 passed in 40 min 17 s (the duplicate-delivery,
+demo and DST scenarios 126-189 s each, the fuzz's assignment API about 7 min in all), the unit,
+contract and integration session 1041 passed in 35 min; its two bounded-input process tests timed
+out waiting 60 s for their service to start, so they moved to ``SOLO``.
 """
 
 from __future__ import annotations
