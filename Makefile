@@ -27,8 +27,8 @@ lint: install ## ruff
 typecheck: install ## mypy --strict on the shared package and the services
 	$(UV) run --frozen mypy shared/src services/assignment/src services/reminder/src services/insights/src
 
-test: lint typecheck ## lint, type checks and every test (unit, contracts, integration, e2e)
-	$(UV) run --frozen pytest
+test: lint typecheck ## lint, type checks and every test (unit, contracts, integration, e2e), in two phases of sessions
+	$(UV) run --frozen python tests/run_tiers.py
 
 test-unit: install ## only the tests that need no infrastructure
 	$(UV) run --frozen pytest -m unit

@@ -336,6 +336,8 @@ class EventConsumer:
         """Record the events' ids and apply them in one transaction; its after-commit callbacks run once it commits.
 
         One attempt (``max_attempts=1``): a failure is retried by ``handle_record``, within its own budget.
+        ``run_in_transaction`` commits with write concern majority whatever the cluster's default: the Kafka
+        offset is committed after this commit, so a commit a failover could roll back (w:1) would lose its event.
         """
         now = datetime.now(UTC)
         ids = [{"_id": env.id, "type": env.type, "at": now} for env in envs]

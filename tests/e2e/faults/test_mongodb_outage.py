@@ -40,7 +40,7 @@ async def readyz(http: httpx.AsyncClient, d: Deployment) -> dict[str, tuple[int,
 @pytest.mark.timeout(600)
 async def test_mongodb_stopped_during_load_fails_writes_fast_and_half_writes_nothing(tmp_path: Path) -> None:
     with (
-        wl.own_stack(tmp_path / "stack") as (stack, infra),
+        wl.own_stack(tmp_path / "stack", mongo_killed=True) as (stack, infra),
         deploy(infra, tmp_path / "logs", speed=wl.SPEED, **wl.fault_env(MONGO_TIMEOUT_MS="1000")) as d,
     ):
         async with httpx.AsyncClient() as http:

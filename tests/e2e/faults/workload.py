@@ -500,9 +500,14 @@ async def every_reminder_fired(bootstrap: str, d: Deployment, work: Workload, ti
 
 
 @contextlib.contextmanager
-def own_stack(root: Path, brokers: int = 1) -> Iterator[tuple[devstack.Stack, Infra]]:
-    """A local stack of this test's own (its servers may be stopped), torn down afterwards."""
-    stack = devstack.up(root, brokers=brokers)
+def own_stack(root: Path, brokers: int = 1, *, mongo_killed: bool = False) -> Iterator[tuple[devstack.Stack, Infra]]:
+    """A local stack of this test's own (its servers may be stopped), torn down afterwards.
+
+    ``mongo_killed``: the test kills the MongoDB server, so it runs with a journal fsynced before each
+    commit is acknowledged, as mongod's majority commit is (see ``devstack.start_mongo``); without it the
+    killed server loses a few acknowledged writes and the test finds them missing.
+    """
+    stack = devstack.up(root, brokers=brokers, mongo_sync_on_commit=mongo_killed)
     try:
         yield stack, Infra(stack.kafka_bootstrap, stack.mongodb_uri, "local", stack=stack)
     finally:
