@@ -70,7 +70,7 @@ monitoring: install ## regenerate the PrometheusRule manifest and the Grafana da
 	$(PY) -m deploy.local.promtool check rules deploy/prometheus/rules.yml
 	$(PY) -m deploy.local.promtool test rules deploy/prometheus/tests.yml
 
-promtool: install ## build the pinned promtool into the devstack cache (once; make test does it when missing)
+promtool: install ## fetch promtool into the devstack cache (Debian package, else go install; make test does it when missing)
 	$(PY) -c "from deploy.local.promtool import promtool_path; print(promtool_path())"
 
 manifests: install ## print the Kubernetes manifests of an overlay: make -s manifests OVERLAY=prod > prod.yaml

@@ -33,12 +33,12 @@ def alerts() -> list[dict[str, object]]:
 
 
 BUILD_TIMEOUT = pytest.mark.timeout(3600)
-"""The first test that needs promtool may build it (``go install``: minutes, far more on a busy 2-core machine)."""
+"""The first test that needs promtool fetches it (seconds), or builds it (``go install``) without apt-get."""
 
 
 @pytest.fixture(scope="module")
 def promtool() -> Path:
-    return promtool_path()  # built with `go install` at the pinned version when the cache has none
+    return promtool_path()  # fetched (Debian package) or built (go install) when the cache has none
 
 
 def run(promtool: Path, *args: str) -> subprocess.CompletedProcess[str]:
