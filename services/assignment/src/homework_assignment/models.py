@@ -338,14 +338,6 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
-class ErrorBody(BaseModel):
-    """Every error: a stable code and a sentence, or the invalid fields."""
-
-    error: str
-    message: str | None = None
-    detail: list[dict[str, str]] | None = None
-
-
 # ---------------------------------------------------------------- cursors
 
 

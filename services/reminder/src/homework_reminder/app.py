@@ -44,7 +44,7 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
         settings,
         title=TITLE,
         version=VERSION,
-        routers=[api.router, export_part_router(CLIENT_DATA, api.ErrorBody), audit_part_router(api.ErrorBody)],
+        routers=[api.router, export_part_router(CLIENT_DATA), audit_part_router()],
     )
     rt = Runtime.build(settings, app.state.metrics_registry, stream="reminder", clock=clock)
     metrics = ReminderMetrics.on(app.state.metrics)
