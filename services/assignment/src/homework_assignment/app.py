@@ -104,7 +104,7 @@ def create(settings: AssignmentSettings | None = None, clock: Clock | None = Non
     rt = Runtime.build(settings, app.state.metrics_registry, stream="assignment", clock=clock)
     store = AssignmentStore(rt.db)
     handlers = AssignmentHandlers(store, rt.outbox, rt.mongo, rt.clock)
-    metrics = AssignmentMetrics.on(app.state.metrics)
+    metrics = AssignmentMetrics(app.state.metrics)
     sweeper = EndSweeper(handlers, settings.end_sweep_interval_s, metrics)
     read_audit = ReadAudit(
         rt.db,

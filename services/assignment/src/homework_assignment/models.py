@@ -343,12 +343,7 @@ class AuditPage(BaseModel):
 
 def decode_cursor(value: str | None) -> str | None:
     """The key a cursor stands for; 422 naming ``cursor`` if it is not one of ours."""
-    if value is None:
-        return None
-    try:
-        return cursors.decode_cursor(value)
-    except cursors.InvalidCursor:
-        raise invalid("cursor", "not a cursor this service gave out", "query") from None
+    return cursors.decode_query_cursor(value, lambda: invalid("cursor", "not a cursor this service gave out", "query"))
 
 
 # ---------------------------------------------------------------- OpenAPI

@@ -30,6 +30,7 @@ from homework_assignment.domain import (
     Resolution,
 )
 from homework_shared.auth import Principal
+from homework_shared.documents import pick
 from homework_shared.erasure import TOMBSTONE_REASON, TOMBSTONES
 from homework_shared.errors import Conflict
 from homework_shared.events.values import Barrier, CompletionData, CompletionStatus, Schedule
@@ -171,14 +172,8 @@ def resolution_of(doc: Mapping[str, Any]) -> Resolution:
     """The completion or skip a stored document holds."""
     occ = Occurrence(doc["assignment_id"], _naive_local(doc["local_start"]), doc["opens_at"], doc["closes_at"])
     return Resolution(
-        id=doc["id"],
-        type=doc["type"],
-        assignment_id=doc["assignment_id"],
-        practice_id=doc["practice_id"],
-        client_id=doc["client_id"],
+        **pick(doc, "id", "type", "assignment_id", "practice_id", "client_id", "recorded_at", "recorded_by"),
         occurrence=occ,
-        recorded_at=doc["recorded_at"],
-        recorded_by=doc["recorded_by"],
         late=doc.get("late", False),
         status=CompletionStatus(doc["status"]) if doc.get("status") else None,
         percent=doc.get("percent"),

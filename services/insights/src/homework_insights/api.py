@@ -119,12 +119,8 @@ async def visible_client(store: MongoStore, principal: Any, client_id: str) -> D
 
 def decode_cursor(cursor: str | None) -> str | None:
     """The key a cursor stands for; 422 naming ``query.cursor`` when it is not one of ours."""
-    if cursor is None:
-        return None
-    try:
-        return cursors.decode_cursor(cursor)
-    except cursors.InvalidCursor:
-        raise Unprocessable("invalid_cursor", "query.cursor: not a cursor this service gave out") from None
+    refusal = Unprocessable("invalid_cursor", "query.cursor: not a cursor this service gave out")
+    return cursors.decode_query_cursor(cursor, lambda: refusal)
 
 
 Limit = Annotated[

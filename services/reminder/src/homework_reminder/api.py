@@ -35,6 +35,7 @@ from homework_shared.auth import (
     require_role,
 )
 from homework_shared.clock import Clock
+from homework_shared.documents import pick
 from homework_shared.erasure import NOT_ERASED
 from homework_shared.errors import NotFound, Unprocessable
 from homework_shared.events import Channel, HomeworkKind
@@ -96,18 +97,10 @@ class ReminderPublic(BaseModel):
     @classmethod
     def of(cls, doc: Doc) -> ReminderPublic:
         return cls(
+            **pick(doc, "assignment_id", "occurrence_id", "title", "kind", "state", "due_at", "timezone"),
+            **pick(doc, "opens_at", "closes_at", "channels"),
             reminder_id=doc["_id"],
-            assignment_id=doc["assignment_id"],
-            occurrence_id=doc["occurrence_id"],
-            title=doc["title"],
-            kind=doc["kind"],
-            state=doc["state"],
-            due_at=doc["due_at"],
             due_local=to_local(doc["due_at"], doc["timezone"]).isoformat(timespec="minutes"),
-            timezone=doc["timezone"],
-            opens_at=doc["opens_at"],
-            closes_at=doc["closes_at"],
-            channels=doc["channels"],
             snoozed_until=doc.get("snoozed_until"),
         )
 
