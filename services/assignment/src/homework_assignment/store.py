@@ -37,7 +37,7 @@ from homework_shared.events.values import Barrier, CompletionData, CompletionSta
 from homework_shared.export import OPERATIONAL, ClientData, by_assignment, by_client
 from homework_shared.idempotency import COLLECTION as IDEMPOTENCY_KEYS
 from homework_shared.observability import current_request_id, current_trace_id
-from homework_shared.occurrences import Interruption, Segment
+from homework_shared.occurrences import Pause, Segment
 from homework_shared.read_audit import READ_AUDIT
 from homework_shared.schedule import Occurrence
 
@@ -83,7 +83,7 @@ def assignment_doc(a: Assignment) -> Doc:
         "segments": [
             {"starts": s.starts_at, "schedule": _SCHEDULE.dump_python(s.schedule, mode="json")} for s in a.segments
         ],
-        "interruptions": [{"start": i.start, "end": i.end} for i in a.interruptions],
+        "interruptions": [{"start": p.start, "end": p.end} for p in a.pauses],  # stored name, kept
         "closed_at": a.closed_at,
         "end_reason": a.end_reason,
         "ends_at": a.ends_at,
@@ -105,7 +105,7 @@ def assignment_of(doc: Mapping[str, Any]) -> Assignment:
         created_at=doc["created_at"],
         updated_at=doc["updated_at"],
         segments=tuple(Segment(s["starts"], _SCHEDULE.validate_python(s["schedule"])) for s in doc["segments"]),
-        interruptions=tuple(Interruption(i["start"], i["end"]) for i in doc["interruptions"]),
+        pauses=tuple(Pause(i["start"], i["end"]) for i in doc["interruptions"]),
         closed_at=doc.get("closed_at"),
         end_reason=doc.get("end_reason"),
         ends_at=doc.get("ends_at"),
