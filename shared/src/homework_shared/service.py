@@ -37,7 +37,7 @@ from homework_shared.consumer import (
 )
 from homework_shared.consumer_lag import ConsumerLagSampler
 from homework_shared.events.base import Stream
-from homework_shared.events.catalog import EVENT_CLASSES
+from homework_shared.events.models import EVENT_CLASSES
 from homework_shared.events.schemas import schema_of
 from homework_shared.events.topics import Topics
 from homework_shared.http import add_readiness_check, from_app_state
