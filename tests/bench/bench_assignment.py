@@ -39,7 +39,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from homework_assignment.app import create
 from homework_assignment.config import AssignmentSettings
 from homework_assignment.domain import Assignment, AssignmentContent, record_completion
-from homework_assignment.messaging import resolution_event
+from homework_assignment.events_out import resolution_event
 from homework_assignment.store import AssignmentStore, assignment_doc, audit_entry, resolution_doc
 from homework_shared.auth import Principal, Role
 from homework_shared.auth.mint import mint_token

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from homework_assignment.handlers import AssignmentHandlers
+from homework_assignment.usecases import AssignmentHandlers
 from tests.conftest import wait_for
 from tests.integration.assignment.conftest import Service, bearer, daily_mood_log, evening
 

@@ -17,7 +17,6 @@ from pydantic import AwareDatetime
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_assignment.domain import AssignmentStatus, invalid
-from homework_assignment.handlers import AssignmentHandlers, StatusAction
 from homework_assignment.models import (
     AssignmentCreate,
     AssignmentPage,
@@ -37,6 +36,7 @@ from homework_assignment.models import (
     decode_cursor,
 )
 from homework_assignment.resolutions import ResolutionWriter
+from homework_assignment.usecases import AssignmentHandlers, StatusAction
 from homework_shared.auth import ClientDep, PrincipalDep, TherapistDep
 from homework_shared.cursors import encode_cursor
 from homework_shared.http import ErrorAnswers, from_app_state

@@ -15,11 +15,11 @@ from homework_assignment import audit, erasure, export, retention
 from homework_assignment.api import router
 from homework_assignment.config import AssignmentSettings
 from homework_assignment.domain import InvalidInput
-from homework_assignment.handlers import AssignmentHandlers
 from homework_assignment.metrics import AssignmentMetrics
 from homework_assignment.models import describe_local_times
 from homework_assignment.resolutions import ResolutionWriter
 from homework_assignment.store import CLIENT_DATA, AssignmentStore
+from homework_assignment.usecases import AssignmentHandlers
 from homework_shared.clock import Clock
 from homework_shared.consumer import Batching
 from homework_shared.erasure import ErasureStep
