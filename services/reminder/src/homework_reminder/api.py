@@ -22,8 +22,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from homework_reminder.config import ReminderSettings
 from homework_reminder.domain import QuietHours
 from homework_reminder.egress import AddressRefused, EgressGuard
-from homework_reminder.handlers import Scheduler
 from homework_reminder.store import Doc, Store
+from homework_reminder.usecases import Scheduler
 from homework_reminder.webhook_secrets import SecretBox
 from homework_shared.auth import (
     ClientDep,

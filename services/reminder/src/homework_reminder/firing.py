@@ -31,8 +31,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from homework_reminder.config import ReminderSettings
-from homework_reminder.handlers import Scheduler
 from homework_reminder.store import EPOCH, Doc, Lease, Store
+from homework_reminder.usecases import Scheduler
 from homework_shared.clock import Clock
 from homework_shared.documents import pick
 from homework_shared.events import HomeworkEvent, OccurrenceMissed, ReminderSent

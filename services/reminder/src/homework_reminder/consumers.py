@@ -14,8 +14,8 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_reminder.domain import ForeignResolution, UnknownAssignment
-from homework_reminder.handlers import Scheduler
 from homework_reminder.held import HeldEvents
+from homework_reminder.usecases import Scheduler
 from homework_shared import events
 from homework_shared.consumer import Apply
 from homework_shared.observability import trace_context
