@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from homework_insights import api
 from homework_insights.config import InsightsSettings
-from homework_insights.messaging import make_apply
+from homework_insights.consumers import make_apply
 from homework_insights.metrics import InsightsMetrics
 from homework_insights.migrate import migrate_tenancy
 from homework_insights.store import CLIENT_DATA, ensure_indexes

@@ -28,9 +28,9 @@ from pymongo.errors import DuplicateKeyError
 
 from homework_insights.config import InsightsSettings
 from homework_insights.figures import client_figures
-from homework_insights.handlers import apply_event
 from homework_insights.store import ASSIGNMENTS, CLIENTS, HELD, THRESHOLDS, Doc, MongoStore, ensure_indexes
 from homework_insights.unit_of_work import Context
+from homework_insights.usecases import apply_event
 from homework_shared.clock import clock_from
 from homework_shared.consumer import PROCESSED
 from homework_shared.events import EventDecodeError, Topics, decode

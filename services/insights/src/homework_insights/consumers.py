@@ -7,10 +7,10 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_insights.config import InsightsSettings
-from homework_insights.handlers import apply_event
 from homework_insights.metrics import InsightsMetrics
 from homework_insights.store import MongoStore
 from homework_insights.unit_of_work import Context
+from homework_insights.usecases import apply_event
 from homework_shared.after_commit import now_or_after_commit
 from homework_shared.consumer import Apply
 from homework_shared.events import Envelope
