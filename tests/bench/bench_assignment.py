@@ -37,9 +37,9 @@ from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_assignment.app import create
-from homework_assignment.config import Settings
+from homework_assignment.config import AssignmentSettings
 from homework_assignment.domain import Assignment, AssignmentContent, record_completion
-from homework_assignment.messaging import resolution_event
+from homework_assignment.events_out import resolution_event
 from homework_assignment.store import AssignmentStore, assignment_doc, audit_entry, resolution_doc
 from homework_shared.auth import Principal, Role
 from homework_shared.auth.mint import mint_token
@@ -230,7 +230,7 @@ async def _baseline(uri: str, seconds: float, *, full: bool) -> tuple[int, list[
 
 async def main(infra: Infra) -> list[Figure]:
     port = _free_port()
-    settings = Settings(
+    settings = AssignmentSettings(
         environment="development",
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         mongodb_uri=infra.mongodb_uri,

@@ -34,11 +34,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 from homework_insights.app import create
-from homework_insights.config import Settings
-from homework_insights.handlers import apply_event
+from homework_insights.config import InsightsSettings
 from homework_insights.store import FIGURE_COLLECTIONS, MemoryStore, MongoStore, ensure_indexes
 from homework_insights.summaries import build_summary, summary_event
 from homework_insights.unit_of_work import Context
+from homework_insights.usecases import apply_event
 from homework_shared.clock import ManualClock
 from homework_shared.consumer import PROCESSED
 from homework_shared.events import Envelope, HomeworkEvent, Topics, encode, envelope
@@ -71,8 +71,8 @@ def nth(a: Assignment, n: int) -> datetime:
     return START + timedelta(hours=n)
 
 
-def settings_for(infra: Infra) -> Settings:
-    return Settings(
+def settings_for(infra: Infra) -> InsightsSettings:
+    return InsightsSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         mongodb_uri=infra.mongodb_uri,
         mongodb_database=unique("bench-insights"),

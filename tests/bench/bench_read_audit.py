@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from homework_assignment.app import create
-from homework_assignment.config import Settings
+from homework_assignment.config import AssignmentSettings
 from homework_shared.auth.mint import mint_token
 from homework_shared.read_audit import READ_AUDIT
 from tests.bench.common import Figure, percentile
@@ -65,7 +65,7 @@ async def _kafka_ready(app: Any) -> bool:
 
 
 async def main(infra: Infra) -> list[Figure]:
-    settings = Settings(
+    settings = AssignmentSettings(
         environment="development",
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         mongodb_uri=infra.mongodb_uri,

@@ -90,13 +90,13 @@ async def _run_side() -> dict[str, float]:
     import httpx
 
     from homework_assignment.app import create
-    from homework_assignment.config import Settings
+    from homework_assignment.config import AssignmentSettings
     from homework_assignment.store import AssignmentStore
     from homework_shared.service import Runtime
     from tests.bench.bench_assignment import _api_run, _seed
     from tests.conftest import unique, wait_for
 
-    settings = Settings(
+    settings = AssignmentSettings(
         environment="development",
         kafka_bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
         mongodb_uri=os.environ["MONGODB_URI"],

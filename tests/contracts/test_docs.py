@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from homework_shared.events import EVENT_CLASSES, Envelope, Topics, encode, envelope
-from homework_shared.events.catalogue import render
 from homework_shared.events.examples import EXAMPLES
+from homework_shared.events.reference_page import render
 from tests.conftest import unique
 from tests.infra import Infra
 

@@ -13,9 +13,9 @@ METHODS = ("get", "put", "post", "delete", "patch")
 def openapi_document(service: str) -> dict[str, Any]:
     """``app.openapi()`` of ``service``, with settings that point nowhere (the app factory connects only on start)."""
     from homework_assignment import app as assignment_app
-    from homework_assignment.config import Settings as AssignmentSettings
+    from homework_assignment.config import AssignmentSettings
     from homework_insights import app as insights_app
-    from homework_insights.config import Settings as InsightsSettings
+    from homework_insights.config import InsightsSettings
     from homework_reminder import app as reminder_app
     from homework_reminder.config import ReminderSettings
 

@@ -364,11 +364,11 @@ def assert_rebuild_equals_live(d: Deployment, result: DemoResult) -> None:
     Once every assignment has ended nothing more is published, so both read the same events.
     """
     wait_until_ended(d, result)
-    from homework_insights.config import Settings
+    from homework_insights.config import InsightsSettings
     from homework_insights.rebuild import rebuild
 
     clock = {k.lower(): v for k, v in d.env.items() if k.startswith("CLOCK_")}
-    settings = Settings(
+    settings = InsightsSettings(
         kafka_bootstrap_servers=d.infra.kafka_bootstrap,
         mongodb_uri=d.infra.mongodb_uri,
         topic_prefix=d.prefix,

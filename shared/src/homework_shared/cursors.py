@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 
 
 class InvalidCursor(ValueError):
@@ -24,3 +25,13 @@ def decode_cursor(cursor: str) -> str:
     if not key:
         raise InvalidCursor(cursor)
     return key
+
+
+def decode_query_cursor(cursor: str | None, refusal: Callable[[], Exception]) -> str | None:
+    """The key a ``?cursor=`` stands for (None without one); raises ``refusal()``, the service's 422, if not ours."""
+    if cursor is None:
+        return None
+    try:
+        return decode_cursor(cursor)
+    except InvalidCursor:
+        raise refusal() from None

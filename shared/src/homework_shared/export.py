@@ -26,6 +26,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from homework_shared.auth import PrincipalDep, can_see_client
 from homework_shared.errors import DomainError, NotFound
+from homework_shared.http import ErrorAnswers
 from homework_shared.read_audit import audited
 
 SCHEMA_VERSION = 1
@@ -157,26 +158,24 @@ async def export_part(
 
 ClientId = Annotated[str, Path(min_length=1, max_length=200)]
 
-PART_ERRORS: dict[int, str] = {
-    401: "No bearer token, or one that does not verify",
-    404: "Not a client the caller may see (another practice's, or another client)",
-    413: "The client's data here exceeds EXPORT_MAX_DOCUMENTS",
-    422: "Invalid client id",
-    503: "The database cannot be reached",
-}
+PART_ERRORS = ErrorAnswers(
+    {
+        404: "Not a client the caller may see (another practice's, or another client)",
+        413: "The client's data here exceeds EXPORT_MAX_DOCUMENTS",
+        422: "Invalid client id",
+    }
+)
 
 
-def export_part_router(data: ClientData, error_body: type[BaseModel]) -> APIRouter:
+def export_part_router(data: ClientData) -> APIRouter:
     """``GET /v1/clients/{client_id}/export-part``: this service's part of a client's export.
 
     For the assignment service's fan-out, and callable by the same people who may read the
     client's data: a therapist or admin of the practice, or the client themself. The practice
     is the caller's (from the token), so another practice's client of the same id is never read.
-    ``error_body`` is the service's own error model, so its OpenAPI document names one error schema.
+    Its errors are the shared ``ErrorBody``, so each OpenAPI document names one error schema.
     """
-    responses: dict[int | str, dict[str, Any]] = {
-        code: {"model": error_body, "description": text} for code, text in PART_ERRORS.items()
-    }
+    responses = PART_ERRORS(404, 413)
     router = APIRouter(prefix="/v1", tags=["data rights"])
 
     @router.get(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, OperationFailure
 from starlette.exceptions import HTTPException
 from starlette.types import Lifespan
@@ -139,6 +140,68 @@ async def metrics(request: Request) -> Response:
 
 
 # ---------------------------------------------------------------- errors
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable code and a sentence, or the invalid fields."""
+
+    error: str
+    message: str | None = None
+    detail: list[dict[str, str]] | None = None
+
+
+ERROR_DESCRIPTIONS: Mapping[int, str] = {
+    400: "The body cannot be read (not UTF-8 JSON)",
+    401: "No bearer token, or one that does not verify",
+    403: "The caller's role may not do this",
+    404: "Nothing with this id visible to the caller",
+    409: "The current state does not allow it",
+    410: "The client was erased (client_erased): nothing new is written about them",
+    422: "Invalid input, naming the field",
+    503: "The database cannot be reached",
+}
+Answers = dict[int | str, dict[str, Any]]
+
+
+class ErrorAnswers:
+    """The documented error answers of a service's routes, all with the one ``ErrorBody`` schema.
+
+    A service makes one, with its own wording where the shared one is too vague (``404: "No
+    such assignment visible to the caller"``) and the codes every one of its routes can give;
+    each route then names only its extra codes: ``responses=answers(403, 409)``.
+    """
+
+    def __init__(self, descriptions: Mapping[int, str] | None = None, always: Iterable[int] = (401, 422, 503)) -> None:
+        self.descriptions = {**ERROR_DESCRIPTIONS, **(descriptions or {})}
+        self.always = frozenset(always)
+
+    def codes(self, *codes: int) -> list[int]:
+        """``codes`` and those every route has, in order."""
+        return sorted({*self.always, *codes})
+
+    def __call__(self, *codes: int) -> Answers:
+        """The ``responses=`` of a route that answers JSON."""
+        return {code: {"model": ErrorBody, "description": self.descriptions[code]} for code in self.codes(*codes)}
+
+    def beside_non_json(self, *codes: int) -> Answers:
+        """The same for a route whose success is not JSON: its errors still are (FastAPI would say text/html)."""
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        return {code: {"description": self.descriptions[code], "content": error} for code in self.codes(*codes)}
+
+
+def from_app_state(name: str) -> Callable[[Request], Any]:
+    """A FastAPI dependency answering ``app.state.<name>``: how every service hands what ``app.create`` built to routes.
+
+    Each service declares its aliases once (``HandlersDep = Annotated[AssignmentHandlers,
+    Depends(from_app_state("handlers"))]``); a route names the alias and never reads
+    ``request.app.state`` or builds a store itself, so a test can swap what the app holds.
+    """
+
+    def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    dependency.__name__ = f"app_state_{name}"
+    return dependency
 
 
 def add_error_handlers(app: FastAPI) -> None:

@@ -91,7 +91,7 @@ def expansion(schedule: ScheduleT) -> Expansion:
     return found
 
 
-# ------------------------------------------------------------------ segments and interruptions
+# ------------------------------------------------------------------ segments and pauses
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,12 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class Interruption:
-    """A stretch from ``start`` in which the assignment was paused or stopped (``end`` None: still is)."""
+class Pause:
+    """A stretch from ``start`` in which nothing is due: paused, or stopped (``end`` None: still is).
+
+    Stored as ``interruptions`` by assignment, ``pauses`` by reminder and ``stops`` by insights: the
+    stored field names are kept.
+    """
 
     start: datetime
     end: datetime | None = None
@@ -139,14 +143,15 @@ def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:
 class Timeline:
     """Everything that decides which occurrences of one assignment exist and which are void.
 
-    ``interruptions`` are pauses (and, in insights, open-ended stops); ``stopped_at`` is when the
-    assignment was cancelled or ended, where a service keeps that apart.
+    ``pauses`` are the stretches in which nothing is due (in insights also a stop, kept as a pause
+    that never ends); ``stopped_at`` is when the assignment was cancelled or ended (a stop), where a
+    service keeps that apart. Pause is the one word for such a stretch in every service.
     """
 
     assignment_id: str
     created_at: datetime
     segments: Sequence[Segment]
-    interruptions: Sequence[Interruption] = ()
+    pauses: Sequence[Pause] = ()
     stopped_at: datetime | None = None
 
     def bounds(self, i: int) -> tuple[datetime | None, datetime | None]:
@@ -239,7 +244,7 @@ class Timeline:
         if self.stopped_at is not None and self.stopped_at < occ.closes_at:
             return "stopped"
         start = max(occ.opens_at, self.created_at)
-        if any(s.start < occ.closes_at and (s.end is None or s.end > start) for s in self.interruptions):
+        if any(s.start < occ.closes_at and (s.end is None or s.end > start) for s in self.pauses):
             return "paused"
         return None
 
@@ -257,7 +262,7 @@ class Timeline:
 
     def stopped_since(self) -> datetime | None:
         """When the open-ended interruption or stop began (paused, cancelled or ended and not resumed), else None."""
-        starts = [s.start for s in self.interruptions if s.end is None]
+        starts = [s.start for s in self.pauses if s.end is None]
         if self.stopped_at is not None:
             starts.append(self.stopped_at)
         return min(starts, default=None)

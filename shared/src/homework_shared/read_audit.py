@@ -37,6 +37,7 @@ from homework_shared.auth import Principal, PrincipalDep, Role
 from homework_shared.auth.deps import require_role
 from homework_shared.cursors import InvalidCursor, decode_cursor, encode_cursor
 from homework_shared.errors import Unprocessable
+from homework_shared.http import ErrorAnswers
 from homework_shared.ids import QueryId
 from homework_shared.observability import current_request_id, current_trace_id
 from homework_shared.tasks import stop_task
@@ -317,19 +318,15 @@ def page_of(docs: list[Doc], limit: int) -> ReadAuditPage:
     return ReadAuditPage(items=[ReadAuditEntry.of(d) for d in docs[:limit]], next_cursor=cursor)
 
 
-def audit_part_router(error_body: type[BaseModel]) -> APIRouter:
+AUDIT_PART_ERRORS = ErrorAnswers(
+    {403: "Only an admin reads the audit", 404: "No such route", 422: "Invalid filter or cursor, naming it"}
+)
+
+
+def audit_part_router() -> APIRouter:
     """``GET /v1/audit-part``: this service's read-audit entries of the caller's practice (admin only)."""
     router = APIRouter(prefix="/v1", tags=["data rights"])
-    responses: dict[int | str, dict[str, Any]] = {
-        code: {"model": error_body, "description": text}
-        for code, text in {
-            401: "No bearer token, or one that does not verify",
-            403: "Only an admin reads the audit",
-            404: "No such route",
-            422: "Invalid filter or cursor, naming it",
-            503: "The database cannot be reached",
-        }.items()
-    }
+    responses = AUDIT_PART_ERRORS(403, 404)
 
     @router.get("/audit-part", response_model=ReadAuditPage, responses=responses)
     async def audit_part(request: Request, principal: AdminDep, q: AuditQueryDep) -> ReadAuditPage:

@@ -16,9 +16,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from prometheus_client import CollectorRegistry
@@ -37,10 +37,10 @@ from homework_shared.consumer import (
 )
 from homework_shared.consumer_lag import ConsumerLagSampler
 from homework_shared.events.base import Stream
-from homework_shared.events.catalog import EVENT_CLASSES
+from homework_shared.events.models import EVENT_CLASSES
 from homework_shared.events.schemas import schema_of
 from homework_shared.events.topics import Topics
-from homework_shared.http import add_readiness_check
+from homework_shared.http import add_readiness_check, from_app_state
 from homework_shared.idempotency import ensure_idempotency_indexes
 from homework_shared.kafka import ensure_topics, kafka_security, make_broker
 from homework_shared.mongo import make_mongo_client, mongo_ping
@@ -283,3 +283,7 @@ CLOUD_EVENTS_HEADERS: dict[str, Any] = {
         "content-type": {"const": "application/json"},
     },
 }
+
+
+RuntimeDep = Annotated[Runtime, Depends(from_app_state("runtime"))]
+"""The service's runtime (MongoDB, outbox, clock) as ``app.create`` put it on ``app.state.runtime``."""

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
 from homework_assignment.app import create
-from homework_assignment.config import Settings
+from homework_assignment.config import AssignmentSettings
 from homework_shared.auth.mint import mint_token
 from homework_shared.clock import ManualClock
 from homework_shared.events import Envelope, Topics, decode
@@ -60,7 +60,9 @@ def evening(assignment: dict[str, Any], day: int, month: int = 3) -> str:
     return f"{assignment['id']}@2026-{month:02d}-{day:02d}T20:00"
 
 
-async def read_events(settings: Settings, client_id: str, count: int, timeout: float = 20.0) -> list[Envelope[Any]]:
+async def read_events(
+    settings: AssignmentSettings, client_id: str, count: int, timeout: float = 20.0
+) -> list[Envelope[Any]]:
     """Read the assignment topic from the start with a raw consumer; the first ``count`` events keyed ``client_id``."""
     consumer = AIOKafkaConsumer(
         Topics(prefix=settings.topic_prefix).assignment,
@@ -89,7 +91,7 @@ async def all_events(service: Service, timeout: float = 20.0) -> list[Envelope[A
     return await topic_events(service.settings, service.client_id, timeout)
 
 
-async def topic_events(settings: Settings, client_id: str, timeout: float = 20.0) -> list[Envelope[Any]]:
+async def topic_events(settings: AssignmentSettings, client_id: str, timeout: float = 20.0) -> list[Envelope[Any]]:
     """Every event keyed ``client_id`` on the assignment topic of ``settings``, up to its current end."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest", enable_auto_commit=False
@@ -127,7 +129,7 @@ class Service:
     app: FastAPI
     http: httpx.AsyncClient
     clock: ManualClock
-    settings: Settings
+    settings: AssignmentSettings
     practice: str = ""
     client_id: str = ""
     therapist: dict[str, str] = field(default_factory=dict)
@@ -184,7 +186,7 @@ class Service:
         return body
 
 
-def settings_for(kafka: str, mongodb: str, **overrides: Any) -> Settings:
+def settings_for(kafka: str, mongodb: str, **overrides: Any) -> AssignmentSettings:
     values: dict[str, Any] = {
         "environment": "development",
         "kafka_bootstrap_servers": kafka,
@@ -195,11 +197,11 @@ def settings_for(kafka: str, mongodb: str, **overrides: Any) -> Settings:
         "mongo_timeout_ms": 500,
         **overrides,
     }
-    return Settings(**values)
+    return AssignmentSettings(**values)
 
 
 @asynccontextmanager
-async def service(settings: Settings) -> AsyncIterator[Service]:
+async def service(settings: AssignmentSettings) -> AsyncIterator[Service]:
     """A service of its own, with a practice, a client and a therapist."""
     app = create(settings, clock=ManualClock(T0))
     transport = httpx.ASGITransport(app)
@@ -213,7 +215,7 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
 
 @pytest.fixture(scope="session")
 async def running(infra: Infra) -> AsyncIterator[Service]:
-    settings = Settings(
+    settings = AssignmentSettings(
         environment="development",
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         mongodb_uri=infra.mongodb_uri,

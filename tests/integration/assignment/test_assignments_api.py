@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from homework_assignment.handlers import AssignmentHandlers
+from homework_assignment.usecases import AssignmentHandlers
 from tests.conftest import wait_for
 from tests.integration.assignment.conftest import Service, bearer, daily_mood_log, evening
 
@@ -349,7 +349,11 @@ async def test_health_readiness_metrics_and_documents(svc: Service) -> None:
         return answer if answer.status_code == 200 else None
 
     answer = await wait_for(ready, timeout=60, interval=0.5, message="/readyz 200")
-    assert answer.json() == {"status": "ready", "checks": {"mongodb": "ok", "kafka": "ok"}}
+    ready_body = answer.json()
+    # The assignment service consumes the erasure saga's events: its consumer group is a check too.
+    assert ready_body["status"] == "ready"
+    assert ready_body["checks"] == {"mongodb": "ok", "kafka": "ok", "consumer:assignment": "ok"}
+    assert set(ready_body["consumers"]) == {"assignment"}
     a = await svc.create()
     svc.at(2026, 3, 21, 19, 30)
     assert (await svc.complete(a, evening(a, 21))).status_code == 201

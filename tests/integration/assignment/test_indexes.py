@@ -8,7 +8,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
 
-from homework_assignment.handlers import AssignmentHandlers
+from homework_assignment.usecases import AssignmentHandlers
 from tests.conftest import unique, wait_for
 from tests.infra import Infra
 from tests.integration.assignment.conftest import daily_mood_log, evening, service, settings_for

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from homework_assignment.config import Settings
+from homework_assignment.config import AssignmentSettings
 from homework_shared.events import AssignmentCreated, AssignmentPaused, CompletionRecorded
 from homework_shared.settings import DEV_JWT_SECRET
 from tests.conftest import unique, wait_for
@@ -102,7 +102,7 @@ def test_bad_configuration_exits_naming_the_variable(values: dict[str, str], nam
 class Process:
     """One ``python -m homework_assignment`` with its settings, log file and HTTP client."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(self, settings: AssignmentSettings, log: Path) -> None:
         self.settings = settings
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -158,7 +158,7 @@ class Process:
 
 @contextmanager
 def process(infra: Infra, tmp_path: Path) -> Iterator[Process]:
-    settings = Settings(
+    settings = AssignmentSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         mongodb_uri=infra.mongodb_uri,
         mongodb_database=unique("assignment"),

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from homework_assignment.handlers import AssignmentHandlers
 from homework_assignment.store import AssignmentStore
+from homework_assignment.usecases import AssignmentHandlers
 from homework_shared.auth import Principal, Role
 from homework_shared.mongo import run_in_transaction
 from tests.integration.assignment.conftest import Service, evening, service

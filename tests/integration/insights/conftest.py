@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 
 from homework_insights.app import create
-from homework_insights.config import Settings
+from homework_insights.config import InsightsSettings
 from homework_shared.auth.mint import mint_token
 from homework_shared.clock import ManualClock
 from homework_shared.events import Envelope, HomeworkEvent, encode, envelope
@@ -30,7 +30,7 @@ class Service:
     """The running app, its settings and clock, an HTTP client, and a producer for contract events."""
 
     app: FastAPI
-    settings: Settings
+    settings: InsightsSettings
     clock: ManualClock
     http: httpx.AsyncClient
     producer: AIOKafkaProducer
@@ -90,8 +90,8 @@ class Service:
         return out
 
 
-def settings_for(infra: Infra, **extra: Any) -> Settings:
-    return Settings(
+def settings_for(infra: Infra, **extra: Any) -> InsightsSettings:
+    return InsightsSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         mongodb_uri=infra.mongodb_uri,
         mongodb_database=extra.pop("mongodb_database", unique("insights")),

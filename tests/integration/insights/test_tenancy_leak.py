@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from homework_assignment.app import create as create_assignment_app
-from homework_assignment.config import Settings as AssignmentSettings
+from homework_assignment.config import AssignmentSettings
 from homework_insights.app import create as create_insights_app
 from homework_shared.clock import ManualClock
 from homework_shared.service import Runtime

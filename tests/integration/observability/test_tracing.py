@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind
 
 from homework_assignment.app import create as create_assignment
 from homework_insights.app import create as create_insights
-from homework_insights.config import Settings as InsightsSettings
+from homework_insights.config import InsightsSettings
 from homework_reminder.app import create as create_reminder
 from homework_reminder.config import ReminderSettings
 from homework_shared.clock import ManualClock

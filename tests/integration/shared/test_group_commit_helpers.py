@@ -9,8 +9,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_shared.events import Topics
-from homework_shared.events.catalog import AssignmentPaused, OccurrenceMissed
 from homework_shared.events.examples import EXAMPLES
+from homework_shared.events.models import AssignmentPaused, OccurrenceMissed
 from homework_shared.idempotency import COLLECTION, StoredResponse, remembered, replay_or_none, request_fingerprint
 from homework_shared.mongo import run_in_transaction
 from homework_shared.observability import current_traceparent, trace_context

@@ -7,8 +7,8 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from homework_shared.events import Topics
-from homework_shared.events.catalog import AssignmentPaused, OccurrenceMissed
 from homework_shared.events.examples import EXAMPLES
+from homework_shared.events.models import AssignmentPaused, OccurrenceMissed
 from homework_shared.mongo import run_in_transaction
 from homework_shared.outbox import Outbox
 from tests.conftest import unique

@@ -9,9 +9,9 @@ from typing import Any
 
 from homework_insights.domain import expansion
 from homework_insights.figures import client_figures
-from homework_insights.handlers import apply_event
 from homework_insights.store import MemoryStore
 from homework_insights.unit_of_work import Context
+from homework_insights.usecases import apply_event
 from homework_shared.events import (
     AssignmentCancelled,
     AssignmentCreated,

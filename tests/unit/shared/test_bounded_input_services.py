@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from homework_assignment import app as assignment_app
-from homework_assignment.config import Settings as AssignmentSettings
+from homework_assignment.config import AssignmentSettings
 from homework_insights import app as insights_app
-from homework_insights.config import Settings as InsightsSettings
+from homework_insights.config import InsightsSettings
 from homework_reminder import app as reminder_app
 from homework_reminder.config import ReminderSettings
 from homework_shared.auth.jwt import Role

@@ -7,7 +7,7 @@ from homework_shared.consumer import Batching, RetryPolicy
 
 def test_each_service_consumer_is_batched_and_retried_as_its_settings_say() -> None:
     from homework_insights.app import create as create_insights
-    from homework_insights.config import Settings as InsightsSettings
+    from homework_insights.config import InsightsSettings
     from homework_reminder.app import create as create_reminder
     from homework_reminder.config import ReminderSettings
 

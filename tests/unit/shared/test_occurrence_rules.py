@@ -25,7 +25,7 @@ from homework_assignment.domain import (
     InvalidInput,
     OccurrenceStatus,
 )
-from homework_insights.handlers import plan_of
+from homework_insights.usecases import plan_of
 from homework_reminder.domain import Plan as ReminderPlan
 from homework_reminder.domain import Segment as ReminderSegment
 from homework_reminder.domain import expected_occurrences, void_reason

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from homework_assignment.app import create
-from homework_assignment.config import Settings
+from homework_assignment.config import AssignmentSettings
 from homework_shared.runner import serve
 from homework_shared.settings import load_settings
 
 
 def main() -> None:
     """Read the settings from the environment and serve."""
-    settings = load_settings(Settings)
+    settings = load_settings(AssignmentSettings)
     serve(create(settings), settings)
 
 

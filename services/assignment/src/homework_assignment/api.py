@@ -17,7 +17,6 @@ from pydantic import AwareDatetime
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_assignment.domain import AssignmentStatus, invalid
-from homework_assignment.handlers import AssignmentHandlers, StatusAction
 from homework_assignment.models import (
     AssignmentCreate,
     AssignmentPage,
@@ -27,7 +26,6 @@ from homework_assignment.models import (
     AuditPage,
     CompletionCreate,
     Cursor,
-    ErrorBody,
     HistoryPage,
     OccurrenceList,
     OccurrencePublic,
@@ -38,8 +36,10 @@ from homework_assignment.models import (
     decode_cursor,
 )
 from homework_assignment.resolutions import ResolutionWriter
+from homework_assignment.usecases import AssignmentHandlers, StatusAction
 from homework_shared.auth import ClientDep, PrincipalDep, TherapistDep
 from homework_shared.cursors import encode_cursor
+from homework_shared.http import ErrorAnswers, from_app_state
 from homework_shared.idempotency import FingerprintedDep, IdempotencyKeyDep, caller_scope, respond_idempotently
 from homework_shared.ids import OccurrenceIdPath, PathId, QueryId
 from homework_shared.read_audit import audited
@@ -56,45 +56,16 @@ AssignmentId = PathId
 OccurrenceId = OccurrenceIdPath
 Limit = Annotated[int, Query(ge=1, le=200)]
 
-_errors: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "No bearer token, or one that does not verify"},
-    403: {"model": ErrorBody, "description": "The caller's role may not do this"},
-    404: {"model": ErrorBody, "description": "No such assignment visible to the caller"},
-    422: {"model": ErrorBody, "description": "Invalid input, naming the field"},
-    503: {"model": ErrorBody, "description": "The database cannot be reached"},
-}
-_writes: dict[int | str, dict[str, Any]] = {
-    **_errors,
-    409: {"model": ErrorBody, "description": "The current state does not allow it"},
-    410: {
-        "model": ErrorBody,
-        "description": "The client was erased (client_erased): nothing new is written about them",
-    },
-}
-_writes_with_body: dict[int | str, dict[str, Any]] = {
-    **_writes,
-    400: {"model": ErrorBody, "description": "The body cannot be read (not UTF-8 JSON)"},
-}
+answers = ErrorAnswers({404: "No such assignment visible to the caller"})
+_errors = answers(403, 404)
+_writes = answers(403, 404, 409, 410)
+_writes_with_body = answers(400, 403, 404, 409, 410)
 
 router = APIRouter(prefix="/v1", tags=["assignments"])
 
 
-def handlers(request: Request) -> AssignmentHandlers:
-    """The use cases ``app.create`` wired."""
-    found: AssignmentHandlers = request.app.state.handlers
-    return found
-
-
-HandlersDep = Annotated[AssignmentHandlers, Depends(handlers)]
-
-
-def resolution_writer(request: Request) -> ResolutionWriter:
-    """The completion and skip use cases ``app.create`` wired."""
-    found: ResolutionWriter = request.app.state.resolutions
-    return found
-
-
-WriterDep = Annotated[ResolutionWriter, Depends(resolution_writer)]
+HandlersDep = Annotated[AssignmentHandlers, Depends(from_app_state("handlers"))]
+WriterDep = Annotated[ResolutionWriter, Depends(from_app_state("resolutions"))]
 Write = Callable[[AsyncClientSession], Awaitable[Any]]
 
 

@@ -13,18 +13,18 @@ from fastapi.responses import JSONResponse
 
 from homework_assignment import audit, erasure, export, retention
 from homework_assignment.api import router
-from homework_assignment.config import Settings
+from homework_assignment.config import AssignmentSettings
 from homework_assignment.domain import InvalidInput
-from homework_assignment.handlers import AssignmentHandlers
-from homework_assignment.models import ErrorBody, describe_local_times
+from homework_assignment.metrics import AssignmentMetrics
+from homework_assignment.models import describe_local_times
 from homework_assignment.resolutions import ResolutionWriter
 from homework_assignment.store import CLIENT_DATA, AssignmentStore
+from homework_assignment.usecases import AssignmentHandlers
 from homework_shared.clock import Clock
 from homework_shared.consumer import Batching
 from homework_shared.erasure import ErasureStep
 from homework_shared.export import export_part_router
 from homework_shared.http import create_app
-from homework_shared.observability import ServiceMetrics
 from homework_shared.read_audit import ReadAudit, resolve_by
 from homework_shared.service import Runtime
 from homework_shared.settings import load_settings
@@ -39,12 +39,10 @@ log = logging.getLogger(__name__)
 class EndSweeper:
     """Every ``interval_s`` real seconds, ends the assignments whose last occurrence has closed."""
 
-    def __init__(self, handlers: AssignmentHandlers, interval_s: float, metrics: ServiceMetrics) -> None:
+    def __init__(self, handlers: AssignmentHandlers, interval_s: float, metrics: AssignmentMetrics) -> None:
         self.handlers = handlers
         self.interval_s = interval_s
-        self.ended = metrics.counter(
-            "assignments_ended_by_schedule_total", "Assignments ended because their schedule is over"
-        )
+        self.ended = metrics.ended_by_schedule
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -87,9 +85,9 @@ def _openapi_with_local_times(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
-def create(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+def create(settings: AssignmentSettings | None = None, clock: Clock | None = None) -> FastAPI:
     """The assignment service's app; its lifespan connects MongoDB and Kafka and starts the relay and sweeper."""
-    settings = settings or load_settings(Settings)
+    settings = settings or load_settings(AssignmentSettings)
     app = create_app(
         settings,
         title=TITLE,
@@ -100,18 +98,14 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
             erasure.router,
             audit.router,
             retention.router,
-            export_part_router(CLIENT_DATA, ErrorBody),
+            export_part_router(CLIENT_DATA),
         ],
     )
     rt = Runtime.build(settings, app.state.metrics_registry, stream="assignment", clock=clock)
     store = AssignmentStore(rt.db)
     handlers = AssignmentHandlers(store, rt.outbox, rt.mongo, rt.clock)
-    sweeper = EndSweeper(handlers, settings.end_sweep_interval_s, app.state.metrics)
-    batch_sizes = app.state.metrics.histogram(
-        "resolution_batch_size",
-        "Completions and skips written per transaction (group commit)",
-        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-    )
+    metrics = AssignmentMetrics(app.state.metrics)
+    sweeper = EndSweeper(handlers, settings.end_sweep_interval_s, metrics)
     read_audit = ReadAudit(
         rt.db,
         "assignment",
@@ -130,14 +124,20 @@ def create(settings: Settings | None = None, clock: Clock | None = None) -> Fast
         batching=Batching(batch_size=100),
     )
     sealing = erasures if settings.include_free_text else None
-    recorded = app.state.metrics.counter("homework_resolutions_total", "Completions and skips recorded", ["type"])
     resolutions = ResolutionWriter(
-        store, rt.outbox, rt.mongo, clock=rt.clock, batch_sizes=batch_sizes, recorded=recorded, erasures=sealing
+        store,
+        rt.outbox,
+        rt.mongo,
+        clock=rt.clock,
+        batch_sizes=metrics.resolution_batch_sizes,
+        recorded=metrics.resolutions,
+        erasures=sealing,
     )
     app.state.runtime = rt
     app.state.handlers = handlers
     app.state.sweeper = sweeper
     app.state.resolutions = resolutions
+    app.state.assignment_metrics = metrics
     app.state.erasures = erasures
     keeper = retention.Retention(
         erasures, rt.clock, settings.client_retention_days, settings.retention_sweep_interval_s, app.state.metrics

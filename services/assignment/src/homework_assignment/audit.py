@@ -16,11 +16,11 @@ import httpx
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from homework_assignment.config import Settings
+from homework_assignment.config import AssignmentSettings
 from homework_assignment.export import PartUnavailable, _hop_headers
-from homework_assignment.models import ErrorBody
 from homework_shared.auth import Principal
 from homework_shared.cursors import encode_cursor
+from homework_shared.http import ErrorAnswers
 from homework_shared.read_audit import (
     AdminDep,
     AuditQuery,
@@ -33,16 +33,14 @@ from homework_shared.read_audit import (
 
 router = APIRouter(prefix="/v1", tags=["data rights"])
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in {
-        401: "No bearer token, or one that does not verify",
+_RESPONSES = ErrorAnswers(
+    {
         403: "Only an admin reads the audit",
         422: "Invalid filter or cursor, naming it",
         502: "A service answered its part with an error (the message names it)",
         503: "A service or the database could not be reached (the message names it)",
-    }.items()
-}
+    }
+)(403, 502)
 
 
 async def fetch_audit_part(
@@ -90,7 +88,7 @@ async def read_audit(request: Request, principal: AdminDep, q: AuditQueryDep) ->
 
 
 async def gather_audit(request: Request, principal: Principal, q: AuditQuery) -> ReadAuditPage:
-    settings: Settings = request.app.state.settings
+    settings: AssignmentSettings = request.app.state.settings
     audit = request.app.state.read_audit
     await audit.flush()  # this replica's own reads so far, so an admin's query sees them
     token = request.headers["Authorization"]

@@ -7,7 +7,7 @@ from pydantic import Field, HttpUrl
 from homework_shared.settings import ServiceSettings
 
 
-class Settings(ServiceSettings):
+class AssignmentSettings(ServiceSettings):
     """The shared settings plus how often this replica looks for assignments whose schedule is over."""
 
     service_name: str = "assignment"

@@ -35,7 +35,7 @@ from homework_shared.events.values import (
     Schedule,
     Target,
 )
-from homework_shared.occurrences import Interruption, Segment, Timeline, revised_segments
+from homework_shared.occurrences import Pause, Segment, Timeline, revised_segments
 from homework_shared.schedule import (
     Occurrence,
     ScheduleError,
@@ -187,7 +187,7 @@ class Assignment:
     version: int = 1
     rev: int = 1
     segments: tuple[Segment, ...] = ()
-    interruptions: tuple[Interruption, ...] = ()
+    pauses: tuple[Pause, ...] = ()
     closed_at: datetime | None = None
     end_reason: str | None = None
     ends_at: datetime | None = None
@@ -222,8 +222,8 @@ class Assignment:
     @property
     def paused_at(self) -> datetime | None:
         """When the current pause began, if the assignment is paused."""
-        if self.status is AssignmentStatus.PAUSED and self.interruptions:
-            return self.interruptions[-1].start
+        if self.status is AssignmentStatus.PAUSED and self.pauses:
+            return self.pauses[-1].start
         return None
 
     # ------------------------------------------------------------ occurrences
@@ -231,7 +231,7 @@ class Assignment:
     @property
     def timeline(self) -> Timeline:
         """The schedules, pauses and stop that decide this assignment's occurrences (the shared rules)."""
-        return Timeline(self.id, self.created_at, self.segments, self.interruptions, self.closed_at)
+        return Timeline(self.id, self.created_at, self.segments, self.pauses, self.closed_at)
 
     def occurrence(self, occurrence_id: str) -> Occurrence | None:
         """The occurrence with this id, or None if the assignment has none such."""
@@ -289,15 +289,13 @@ class Assignment:
     def pause(self, now: datetime) -> Assignment:
         """Paused from ``now``: unresolved occurrences open now or opening until the resume are void."""
         self._require("pause", AssignmentStatus.ACTIVE)
-        return self._changed(
-            now, status=AssignmentStatus.PAUSED, interruptions=(*self.interruptions, Interruption(now))
-        )
+        return self._changed(now, status=AssignmentStatus.PAUSED, pauses=(*self.pauses, Pause(now)))
 
     def resume(self, now: datetime) -> Assignment:
         """Active again from ``now``."""
         self._require("resume", AssignmentStatus.PAUSED)
-        *before, current = self.interruptions
-        return self._changed(now, status=AssignmentStatus.ACTIVE, interruptions=(*before, replace(current, end=now)))
+        *before, current = self.pauses
+        return self._changed(now, status=AssignmentStatus.ACTIVE, pauses=(*before, replace(current, end=now)))
 
     def cancel(self, now: datetime) -> Assignment:
         """Withdrawn at ``now``: nothing more is due."""

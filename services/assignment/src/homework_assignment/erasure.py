@@ -21,14 +21,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from cryptography.fernet import Fernet, InvalidToken
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from homework_assignment.models import ErrorBody
 from homework_assignment.store import new_id
 from homework_shared.auth import Principal, Role, TherapistDep
 from homework_shared.auth.deps import require_role
@@ -42,6 +41,7 @@ from homework_shared.events import (
     Envelope,
     OccurrenceSkipped,
 )
+from homework_shared.http import ErrorAnswers, from_app_state
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.outbox import Outbox
 from homework_shared.read_audit import audited
@@ -98,16 +98,12 @@ class ErasurePublic(BaseModel):
         )
 
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in {
-        401: "No bearer token, or one that does not verify",
-        403: "The caller's role may not do this",
+_RESPONSES = ErrorAnswers(
+    {
         404: "No erasure of this client in the caller's practice",
         422: "Invalid client id",
-        503: "The database cannot be reached",
-    }.items()
-}
+    }
+)(403, 404)
 
 
 class Erasures:
@@ -253,12 +249,7 @@ def unseal(token: str, cipher: Fernet | None) -> str | None:
         return None
 
 
-def erasures(request: Request) -> Erasures:
-    found: Erasures = request.app.state.erasures
-    return found
-
-
-ErasuresDep = Annotated[Erasures, Depends(erasures)]
+ErasuresDep = Annotated[Erasures, Depends(from_app_state("erasures"))]
 
 
 @router.post(

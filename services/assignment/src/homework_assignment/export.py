@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field, ValidationError
 
-from homework_assignment.config import Settings
-from homework_assignment.models import ErrorBody
+from homework_assignment.config import AssignmentSettings
 from homework_assignment.store import CLIENT_DATA
 from homework_shared.auth import ClientDep, Principal, TherapistDep
 from homework_shared.errors import DomainError, NotFound
 from homework_shared.export import ExportPart, ExportTooLarge, client_key, export_part
+from homework_shared.http import ErrorAnswers
 from homework_shared.observability import current_request_id, current_traceparent
 from homework_shared.read_audit import READ_AUDIT, audited
 
@@ -47,18 +47,15 @@ class PartUnavailable(DomainError):
     """A service's part could not be had: the export fails whole (502 or 503), naming the service."""
 
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in {
-        401: "No bearer token, or one that does not verify",
-        403: "The caller's role may not do this",
+_RESPONSES = ErrorAnswers(
+    {
         404: "No data about this client in the caller's practice",
         413: "The client's data in a service exceeds EXPORT_MAX_DOCUMENTS",
         422: "Invalid client id",
         502: "A service answered its part with an error (the message names it)",
         503: "A service or the database could not be reached (the message names it)",
-    }.items()
-}
+    }
+)(403, 404, 413, 502)
 
 
 async def fetch_part(http: httpx.AsyncClient, service: str, base_url: str, client_id: str, token: str) -> ExportPart:
@@ -109,7 +106,7 @@ def _message(response: httpx.Response) -> str:
 
 async def gather_export(request: Request, principal: Principal, client_id: str) -> ExportBundle:
     """The client's bundle: this service's part read here, the others' fetched at the same time."""
-    settings: Settings = request.app.state.settings
+    settings: AssignmentSettings = request.app.state.settings
     rt = request.app.state.runtime
     token = request.headers["Authorization"]  # present: the principal was verified from it
     timeout = httpx.Timeout(settings.export_timeout_s)

@@ -338,25 +338,12 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
-class ErrorBody(BaseModel):
-    """Every error: a stable code and a sentence, or the invalid fields."""
-
-    error: str
-    message: str | None = None
-    detail: list[dict[str, str]] | None = None
-
-
 # ---------------------------------------------------------------- cursors
 
 
 def decode_cursor(value: str | None) -> str | None:
     """The key a cursor stands for; 422 naming ``cursor`` if it is not one of ours."""
-    if value is None:
-        return None
-    try:
-        return cursors.decode_cursor(value)
-    except cursors.InvalidCursor:
-        raise invalid("cursor", "not a cursor this service gave out", "query") from None
+    return cursors.decode_query_cursor(value, lambda: invalid("cursor", "not a cursor this service gave out", "query"))
 
 
 # ---------------------------------------------------------------- OpenAPI

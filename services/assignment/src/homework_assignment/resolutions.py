@@ -54,7 +54,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 from homework_assignment import domain
 from homework_assignment.domain import Assignment, Resolution, assignment_not_found, occurrence_already_resolved
 from homework_assignment.erasure import Erasures, seal
-from homework_assignment.messaging import resolution_event
+from homework_assignment.events_out import resolution_event
 from homework_assignment.models import ResolutionPublic
 from homework_assignment.store import AssignmentStore, Doc, audit_entry, new_id, resolution_doc
 from homework_shared.auth import Principal, can_see_client

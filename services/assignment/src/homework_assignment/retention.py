@@ -18,15 +18,15 @@ import socket
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from pymongo.errors import DuplicateKeyError
 
 from homework_assignment.erasure import AdminDep, Erasures
-from homework_assignment.models import ErrorBody
 from homework_shared.auth import TherapistDep
 from homework_shared.clock import Clock
 from homework_shared.errors import NotFound
+from homework_shared.http import ErrorAnswers, from_app_state
 from homework_shared.ids import PathId
 from homework_shared.observability import ServiceMetrics
 from homework_shared.tasks import stop_task
@@ -51,17 +51,11 @@ class RetentionPublic(BaseModel):
     default: bool = Field(description="True while the practice uses the deployment's CLIENT_RETENTION_DAYS")
 
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in {
-        400: "The body cannot be read (not UTF-8 JSON)",
-        401: "No bearer token, or one that does not verify",
-        403: "The caller's role may not do this",
+_RESPONSES = ErrorAnswers(
+    {
         404: "Not the caller's practice",
-        422: "Invalid input, naming the field",
-        503: "The database cannot be reached",
-    }.items()
-}
+    }
+)(400, 403, 404)
 
 
 class Retention:
@@ -162,12 +156,7 @@ class Retention:
             await asyncio.sleep(self.interval_s)
 
 
-def retention(request: Request) -> Retention:
-    found: Retention = request.app.state.retention
-    return found
-
-
-RetentionDep = Annotated[Retention, Depends(retention)]
+RetentionDep = Annotated[Retention, Depends(from_app_state("retention"))]
 
 
 def _own_practice(practice_id: str, caller_practice: str) -> None:

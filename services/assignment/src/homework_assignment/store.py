@@ -30,13 +30,14 @@ from homework_assignment.domain import (
     Resolution,
 )
 from homework_shared.auth import Principal
+from homework_shared.documents import pick
 from homework_shared.erasure import TOMBSTONE_REASON, TOMBSTONES
 from homework_shared.errors import Conflict
 from homework_shared.events.values import Barrier, CompletionData, CompletionStatus, Schedule
 from homework_shared.export import OPERATIONAL, ClientData, by_assignment, by_client
 from homework_shared.idempotency import COLLECTION as IDEMPOTENCY_KEYS
 from homework_shared.observability import current_request_id, current_trace_id
-from homework_shared.occurrences import Interruption, Segment
+from homework_shared.occurrences import Pause, Segment
 from homework_shared.read_audit import READ_AUDIT
 from homework_shared.schedule import Occurrence
 
@@ -82,7 +83,7 @@ def assignment_doc(a: Assignment) -> Doc:
         "segments": [
             {"starts": s.starts_at, "schedule": _SCHEDULE.dump_python(s.schedule, mode="json")} for s in a.segments
         ],
-        "interruptions": [{"start": i.start, "end": i.end} for i in a.interruptions],
+        "interruptions": [{"start": p.start, "end": p.end} for p in a.pauses],  # stored name, kept
         "closed_at": a.closed_at,
         "end_reason": a.end_reason,
         "ends_at": a.ends_at,
@@ -104,7 +105,7 @@ def assignment_of(doc: Mapping[str, Any]) -> Assignment:
         created_at=doc["created_at"],
         updated_at=doc["updated_at"],
         segments=tuple(Segment(s["starts"], _SCHEDULE.validate_python(s["schedule"])) for s in doc["segments"]),
-        interruptions=tuple(Interruption(i["start"], i["end"]) for i in doc["interruptions"]),
+        pauses=tuple(Pause(i["start"], i["end"]) for i in doc["interruptions"]),
         closed_at=doc.get("closed_at"),
         end_reason=doc.get("end_reason"),
         ends_at=doc.get("ends_at"),
@@ -171,14 +172,8 @@ def resolution_of(doc: Mapping[str, Any]) -> Resolution:
     """The completion or skip a stored document holds."""
     occ = Occurrence(doc["assignment_id"], _naive_local(doc["local_start"]), doc["opens_at"], doc["closes_at"])
     return Resolution(
-        id=doc["id"],
-        type=doc["type"],
-        assignment_id=doc["assignment_id"],
-        practice_id=doc["practice_id"],
-        client_id=doc["client_id"],
+        **pick(doc, "id", "type", "assignment_id", "practice_id", "client_id", "recorded_at", "recorded_by"),
         occurrence=occ,
-        recorded_at=doc["recorded_at"],
-        recorded_by=doc["recorded_by"],
         late=doc.get("late", False),
         status=CompletionStatus(doc["status"]) if doc.get("status") else None,
         percent=doc.get("percent"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -21,6 +21,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from homework_insights.domain import SERIES
 from homework_insights.figures import PAGE_DEFAULT, PAGE_MAX, UnknownCursor, client_figures
+from homework_insights.metrics import InsightsMetrics
+from homework_insights.models import ClientFigures, SummaryPage, SummaryPublic
 from homework_insights.report import render_summary
 from homework_insights.store import Doc, MongoStore
 from homework_insights.summaries import PeriodError, build_summary, summary_event
@@ -29,48 +31,32 @@ from homework_shared.auth import PrincipalDep, Role, TherapistDep, can_see_clien
 from homework_shared.cursors import encode_cursor
 from homework_shared.erasure import NOT_ERASED
 from homework_shared.errors import NotFound, Unprocessable
+from homework_shared.http import ErrorAnswers, from_app_state
 from homework_shared.idempotency import IdempotencyKeyDep, caller_scope, respond_idempotently
 from homework_shared.ids import PathId
 from homework_shared.read_audit import audited
-from homework_shared.service import Runtime
+from homework_shared.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["insights"])
 docs_router = APIRouter(tags=["operations"])
 
 
-class ErrorBody(BaseModel):
-    """Every error: a stable code and a sentence, or the invalid fields."""
-
-    error: str
-    message: str | None = None
-    detail: list[dict[str, str]] | None = None
-
-
-ERRORS = {
-    400: "The body cannot be read (not UTF-8 JSON)",
-    401: "No bearer token, or one that does not verify",
-    403: "A client may not do this (therapists and admins only)",
-    404: "No such client or summary visible to the caller",
-    410: "The client was erased (client_erased): nothing new is written about them",
-    422: "Invalid input, naming the field",
-    503: "The database cannot be reached",
-}
+answers = ErrorAnswers(
+    {
+        403: "A client may not do this (therapists and admins only)",
+        404: "No such client or summary visible to the caller",
+    },
+    always=(401, 404, 422, 503),
+)
 
 
-def answers(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The documented error answers of a route (every route also has 401, 404, 422 and 503)."""
-    return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in error_codes(*codes)}
+def _store(rt: RuntimeDep) -> MongoStore:
+    """A store outside any transaction (reads, and writes of one document)."""
+    return MongoStore(rt.db)
 
 
-def error_codes(*codes: int) -> list[int]:
-    """``codes`` and those every route has: 401, 404, 422 and 503."""
-    return sorted({401, 404, 422, 503, *codes})
-
-
-def json_answers(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """``answers`` for a route whose success is not JSON: its errors still are (FastAPI would say text/html)."""
-    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-    return {code: {"description": ERRORS[code], "content": error} for code in error_codes(*codes)}
+StoreDep = Annotated[MongoStore, Depends(_store)]
+MetricsDep = Annotated[InsightsMetrics, Depends(from_app_state("insights_metrics"))]
 
 
 class ThresholdRuleIn(BaseModel):
@@ -121,16 +107,11 @@ def to_millis(instant: datetime) -> datetime:
     return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
 
 
-def runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-async def visible_client(request: Request, principal: Any, client_id: str) -> Doc:
+async def visible_client(store: MongoStore, principal: Any, client_id: str) -> Doc:
     """The client document of the caller's practice, or 404 when unknown there or not the caller's to see."""
     if not can_see_client(principal, client_id, principal.practice_id):
         raise NotFound("client_not_found", f"no figures for client {client_id}")
-    client = await MongoStore(runtime(request).db).client(principal.practice_id, client_id)
+    client = await store.client(principal.practice_id, client_id)
     if client is None:
         raise NotFound("client_not_found", f"no figures for client {client_id}")
     return client
@@ -138,12 +119,8 @@ async def visible_client(request: Request, principal: Any, client_id: str) -> Do
 
 def decode_cursor(cursor: str | None) -> str | None:
     """The key a cursor stands for; 422 naming ``query.cursor`` when it is not one of ours."""
-    if cursor is None:
-        return None
-    try:
-        return cursors.decode_cursor(cursor)
-    except cursors.InvalidCursor:
-        raise Unprocessable("invalid_cursor", "query.cursor: not a cursor this service gave out") from None
+    refusal = Unprocessable("invalid_cursor", "query.cursor: not a cursor this service gave out")
+    return cursors.decode_query_cursor(cursor, lambda: refusal)
 
 
 Limit = Annotated[
@@ -155,18 +132,22 @@ Cursor = Annotated[
 ]
 
 
-@router.get("/clients/{client_id}/figures", responses=answers(), dependencies=[audited()])
+@router.get("/clients/{client_id}/figures", response_model=ClientFigures, responses=answers(), dependencies=[audited()])
 async def get_figures(
-    request: Request, client_id: PathId, principal: PrincipalDep, limit: Limit = PAGE_DEFAULT, cursor: Cursor = None
+    client_id: PathId,
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    store: StoreDep,
+    limit: Limit = PAGE_DEFAULT,
+    cursor: Cursor = None,
 ) -> JSONResponse:
     """The client's figures now: overall, per kind, last 7 and 28 days and flags over every assignment; per
     assignment (series, streaks, exposure steps) one page of them, oldest first, with ``next_cursor`` (null on the
     last page)."""
-    await visible_client(request, principal, client_id)
-    rt = runtime(request)
+    await visible_client(store, principal, client_id)
     try:
         figures = await client_figures(
-            MongoStore(rt.db),
+            store,
             principal.practice_id,
             client_id,
             rt.clock.now(),
@@ -181,46 +162,52 @@ async def get_figures(
 
 
 @router.get("/clients/{client_id}/thresholds", responses=answers(403), dependencies=[audited()])
-async def get_thresholds(request: Request, client_id: PathId, principal: TherapistDep) -> ThresholdsPublic:
+async def get_thresholds(client_id: PathId, principal: TherapistDep, store: StoreDep) -> ThresholdsPublic:
     """The thresholds a therapist set for this client."""
-    await visible_client(request, principal, client_id)
-    doc = await MongoStore(runtime(request).db).thresholds(principal.practice_id, client_id)
+    await visible_client(store, principal, client_id)
+    doc = await store.thresholds(principal.practice_id, client_id)
     return ThresholdsPublic(client_id=client_id, rules=[ThresholdRuleIn(**r) for r in (doc or {}).get("rules", [])])
 
 
 @router.put("/clients/{client_id}/thresholds", responses=answers(400, 403, 410), dependencies=[NOT_ERASED])
 async def put_thresholds(
-    request: Request, client_id: PathId, payload: ThresholdsUpdate, principal: TherapistDep
+    client_id: PathId, payload: ThresholdsUpdate, principal: TherapistDep, store: StoreDep
 ) -> ThresholdsPublic:
     """Replace the client's thresholds (e.g. mood at most 3, SUDS peak at least 90); used from the next event on."""
-    await visible_client(request, principal, client_id)
+    await visible_client(store, principal, client_id)
     doc = {"rules": [r.model_dump() for r in payload.rules], "by": principal.sub}
-    await MongoStore(runtime(request).db).put_thresholds(principal.practice_id, client_id, doc)
+    await store.put_thresholds(principal.practice_id, client_id, doc)
     return ThresholdsPublic(client_id=client_id, rules=payload.rules)
 
 
 @router.post(
-    "/clients/{client_id}/summaries", status_code=201, responses=answers(400, 403, 410), dependencies=[NOT_ERASED]
+    "/clients/{client_id}/summaries",
+    status_code=201,
+    response_model=SummaryPublic,
+    responses=answers(400, 403, 410),
+    dependencies=[NOT_ERASED],
 )
 async def generate_summary(
     request: Request,
     client_id: PathId,
     principal: TherapistDep,
     key: IdempotencyKeyDep,
+    rt: RuntimeDep,
+    store: StoreDep,
+    metrics: MetricsDep,
     payload: Annotated[SummaryCreate | None, Body()] = None,
 ) -> JSONResponse:
     """Generate, store and publish a pre-session summary (``Idempotency-Key`` makes a retry return the same one)."""
-    client = await visible_client(request, principal, client_id)
-    rt = runtime(request)
+    client = await visible_client(store, principal, client_id)
     period = payload or SummaryCreate()
     if period.period_from and period.period_to and period.period_from > period.period_to:
         raise Unprocessable("invalid_period", "body.from must not be after body.to")
 
     async def write(session: AsyncClientSession) -> dict[str, Any]:
-        store = MongoStore(rt.db, session, rt.outbox)
+        staged = MongoStore(rt.db, session, rt.outbox)
         try:
             summary = await build_summary(
-                store,
+                staged,
                 client,
                 to_millis(rt.clock.now()),
                 start=period.period_from,
@@ -229,12 +216,12 @@ async def generate_summary(
             )
         except PeriodError as exc:
             raise Unprocessable("invalid_period", str(exc)) from exc
-        await store.insert_summary(summary)
-        await store.stage(summary_event(summary), f"summary:{summary['_id']}")
+        await staged.insert_summary(summary)
+        await staged.stage(summary_event(summary), f"summary:{summary['_id']}")
         return public(summary)
 
     response = await respond_idempotently(rt.mongo, rt.db, request, caller_scope(principal), key, 201, write)
-    request.app.state.insights_metrics.summaries.inc()
+    metrics.summaries.inc()
     return response
 
 
@@ -245,33 +232,18 @@ SummaryCursor = Annotated[
 ]
 
 
-class SummaryListItem(BaseModel):
-    """A summary's headline, as listed."""
-
-    model_config = ConfigDict(extra="allow")
-    summary_id: str
-
-
-class SummaryPage(BaseModel):
-    """One page of a client's summaries, newest first; ``next_cursor`` is null on the last page."""
-
-    items: list[SummaryListItem]
-    next_cursor: str | None
-
-
 @router.get(
     "/clients/{client_id}/summaries", response_model=SummaryPage, responses=answers(403), dependencies=[audited()]
 )
 async def list_summaries(
-    request: Request,
     client_id: PathId,
     principal: TherapistDep,
+    store: StoreDep,
     limit: SummaryLimit = PAGE_DEFAULT,
     cursor: SummaryCursor = None,
 ) -> JSONResponse:
     """The client's summaries, newest first (headline figures only), one page at a time."""
-    await visible_client(request, principal, client_id)
-    store = MongoStore(runtime(request).db)
+    await visible_client(store, principal, client_id)
     after = None
     if cursor is not None:
         after = await store.summary(decode_cursor(cursor) or "")
@@ -286,31 +258,35 @@ async def list_summaries(
     return JSONResponse(jsonable_encoder({"items": items, "next_cursor": next_cursor}))
 
 
-async def visible_summary(request: Request, principal: Any, summary_id: str) -> Doc:
-    summary = await MongoStore(runtime(request).db).summary(summary_id)
+async def visible_summary(store: MongoStore, principal: Any, summary_id: str) -> Doc:
+    """A summary of a client the caller may see, or 404."""
+    summary = await store.summary(summary_id)
     if summary is None or not can_see_client(principal, summary["client_id"], summary["practice_id"]):
         raise NotFound("summary_not_found", f"no summary {summary_id}")
     return summary
 
 
-@router.get("/summaries/{summary_id}", responses=answers(403), dependencies=[audited()])
-async def get_summary(request: Request, summary_id: PathId, principal: TherapistDep) -> JSONResponse:
+@router.get("/summaries/{summary_id}", response_model=SummaryPublic, responses=answers(403), dependencies=[audited()])
+async def get_summary(summary_id: PathId, principal: TherapistDep, store: StoreDep) -> JSONResponse:
     """One summary, as JSON."""
-    return JSONResponse(jsonable_encoder(public(await visible_summary(request, principal, summary_id))))
+    return JSONResponse(jsonable_encoder(public(await visible_summary(store, principal, summary_id))))
 
 
 @router.get(
-    "/summaries/{summary_id}/html", response_class=HTMLResponse, responses=json_answers(403), dependencies=[audited()]
+    "/summaries/{summary_id}/html",
+    response_class=HTMLResponse,
+    responses=answers.beside_non_json(403),
+    dependencies=[audited()],
 )
-async def get_summary_html(request: Request, summary_id: PathId, principal: TherapistDep) -> HTMLResponse:
+async def get_summary_html(summary_id: PathId, principal: TherapistDep, store: StoreDep) -> HTMLResponse:
     """One summary, as the page a therapist reads (inline SVG charts, no external assets)."""
-    return HTMLResponse(render_summary(await visible_summary(request, principal, summary_id)))
+    return HTMLResponse(render_summary(await visible_summary(store, principal, summary_id)))
 
 
 @docs_router.get("/asyncapi.json", include_in_schema=False)
-async def asyncapi(request: Request) -> JSONResponse:
+async def asyncapi(rt: RuntimeDep) -> JSONResponse:
     """The AsyncAPI document of the events this service publishes and consumes."""
-    return JSONResponse(runtime(request).asyncapi("homework insights service"))
+    return JSONResponse(rt.asyncapi("homework insights service"))
 
 
 def public(summary: Doc) -> dict[str, Any]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from homework_insights import api
-from homework_insights.config import Settings
-from homework_insights.messaging import InsightsMetrics, make_apply
+from homework_insights.config import InsightsSettings
+from homework_insights.consumers import make_apply
+from homework_insights.metrics import InsightsMetrics
 from homework_insights.migrate import migrate_tenancy
 from homework_insights.store import CLIENT_DATA, ensure_indexes
 from homework_shared.clock import Clock
@@ -18,19 +19,14 @@ from homework_shared.service import Runtime
 from homework_shared.settings import load_settings
 
 
-def create(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+def create(settings: InsightsSettings | None = None, clock: Clock | None = None) -> FastAPI:
     """The app: ``app.state.runtime`` is the runtime, ``app.state.insights_metrics`` the service's own metrics."""
-    settings = settings or load_settings(Settings)
+    settings = settings or load_settings(InsightsSettings)
     app = create_app(
         settings,
         title="Homework insights",
         version="0.1.0",
-        routers=[
-            api.router,
-            api.docs_router,
-            export_part_router(CLIENT_DATA, api.ErrorBody),
-            audit_part_router(api.ErrorBody),
-        ],
+        routers=[api.router, api.docs_router, export_part_router(CLIENT_DATA), audit_part_router()],
     )
     rt = Runtime.build(settings, app.state.metrics_registry, stream="insights", clock=clock)
     metrics = InsightsMetrics(app.state.metrics)

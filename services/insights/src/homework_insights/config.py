@@ -7,7 +7,7 @@ from pydantic import Field
 from homework_shared.settings import ConsumerSettings
 
 
-class Settings(ConsumerSettings):
+class InsightsSettings(ConsumerSettings):
     """The shared settings plus what the insights need: the reminder-effect window and the flag minimums."""
 
     service_name: str = "insights"

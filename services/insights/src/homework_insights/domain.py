@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from homework_shared.events.catalog import CompletionRecorded
+from homework_shared.events.models import CompletionRecorded
 from homework_shared.occurrences import Expansion, ScheduleTooLong, Timeline
 from homework_shared.occurrences import expansion as shared_expansion
 from homework_shared.schedule import Occurrence, ScheduleT, parse_occurrence_id, to_local

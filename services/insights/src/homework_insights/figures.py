@@ -32,8 +32,8 @@ from homework_insights.domain import (
     local_day,
     trend_label,
 )
-from homework_insights.handlers import pending_due, plan_of
 from homework_insights.store import Doc, Store
+from homework_insights.usecases import pending_due, plan_of
 
 WINDOWS = (7, 28)
 PAGE_DEFAULT, PAGE_MAX = 50, 200

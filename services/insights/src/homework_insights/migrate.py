@@ -150,12 +150,12 @@ async def _drop_old_indexes(db: AsyncDatabase[Doc]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the migration against the configured database (``--force``: look again after a rolling update;
     ``--cleanup``: also delete the old documents and indexes, once no previous version runs or is rolled back to)."""
-    from homework_insights.config import Settings
+    from homework_insights.config import InsightsSettings
     from homework_shared.mongo import make_mongo_client
     from homework_shared.settings import load_settings
 
     args = argv if argv is not None else sys.argv[1:]
-    settings = load_settings(Settings)
+    settings = load_settings(InsightsSettings)
 
     async def run() -> MigrationReport:
         mongo = make_mongo_client(settings)

@@ -26,11 +26,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from homework_insights.config import Settings
+from homework_insights.config import InsightsSettings
 from homework_insights.figures import client_figures
-from homework_insights.handlers import apply_event
 from homework_insights.store import ASSIGNMENTS, CLIENTS, HELD, THRESHOLDS, Doc, MongoStore, ensure_indexes
 from homework_insights.unit_of_work import Context
+from homework_insights.usecases import apply_event
 from homework_shared.clock import clock_from
 from homework_shared.consumer import PROCESSED
 from homework_shared.events import EventDecodeError, Topics, decode
@@ -89,7 +89,7 @@ async def _parts(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 
 async def rebuild(
-    settings: Settings, database: str, *, now: datetime | None = None, drop: bool = False
+    settings: InsightsSettings, database: str, *, now: datetime | None = None, drop: bool = False
 ) -> RebuildReport:
     """Recompute the figures into ``database`` from the topics and compare them with the live database."""
     mongo = make_mongo_client(settings)
@@ -121,7 +121,7 @@ async def _reapply(
     mongo: Any,
     fresh: AsyncDatabase[Doc],
     outbox: Outbox,
-    settings: Settings,
+    settings: InsightsSettings,
     now: datetime,
     record: Any,
     report: RebuildReport,
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", help="the fresh database (default: <live>_rebuild_<time>)")
     parser.add_argument("--keep", action="store_true", help="keep the rebuilt database for inspection")
     args = parser.parse_args(argv)
-    settings = load_settings(Settings)
+    settings = load_settings(InsightsSettings)
     database = args.database or f"{settings.mongodb_database}_rebuild_{int(time.time())}"
     report = asyncio.run(rebuild(settings, database, drop=not args.keep))
     print(

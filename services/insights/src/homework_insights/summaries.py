@@ -25,6 +25,7 @@ from homework_insights.figures import (
     series_view,
 )
 from homework_insights.store import Doc, Store
+from homework_shared.documents import pick
 from homework_shared.events import InsightSummaryGenerated
 
 HEADLINE_CHANGES = ("due", "done", "partial", "skipped", "missed", "adherence_pct", "quality_mean")
@@ -157,17 +158,9 @@ def summary_event(summary: Doc) -> InsightSummaryGenerated:
     """The ``insight summary generated`` event of a stored summary."""
     h = summary["headline"]
     return InsightSummaryGenerated(
-        client_id=summary["client_id"],
-        practice_id=summary["practice_id"],
+        **pick(summary, "client_id", "practice_id", "period_start", "period_end", "generated_at"),
+        **pick(h, "done", "partial", "skipped", "missed", "adherence_pct"),
         summary_id=summary["_id"],
-        period_start=summary["period_start"],
-        period_end=summary["period_end"],
         occurrences_due=h["due"],
-        done=h["done"],
-        partial=h["partial"],
-        skipped=h["skipped"],
-        missed=h["missed"],
-        adherence_pct=h["adherence_pct"],
         flags=sorted({f["code"] for f in summary["flags"]}),
-        generated_at=summary["generated_at"],
     )

@@ -22,8 +22,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from homework_reminder.config import ReminderSettings
 from homework_reminder.domain import QuietHours
 from homework_reminder.egress import AddressRefused, EgressGuard
-from homework_reminder.handlers import Scheduler
 from homework_reminder.store import Doc, Store
+from homework_reminder.usecases import Scheduler
 from homework_reminder.webhook_secrets import SecretBox
 from homework_shared.auth import (
     ClientDep,
@@ -35,10 +35,12 @@ from homework_shared.auth import (
     require_role,
 )
 from homework_shared.clock import Clock
+from homework_shared.documents import pick
 from homework_shared.erasure import NOT_ERASED
 from homework_shared.errors import NotFound, Unprocessable
 from homework_shared.events import Channel, HomeworkKind
 from homework_shared.events.values import TimeZoneName
+from homework_shared.http import ErrorAnswers, from_app_state
 from homework_shared.idempotency import IdempotencyKeyDep, caller_scope, respond_idempotently
 from homework_shared.ids import PathId, ReminderIdPath
 from homework_shared.mongo import MongoClient, run_in_transaction
@@ -49,29 +51,12 @@ router = APIRouter(prefix="/v1", tags=["reminders"])
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
-class ErrorBody(BaseModel):
-    """Every error: a stable code and a sentence, or the invalid fields."""
-
-    error: str
-    message: str | None = None
-    detail: list[dict[str, str]] | None = None
-
-
-ERRORS = {
-    400: "The body cannot be read (not UTF-8 JSON)",
-    401: "No bearer token, or one that does not verify",
-    403: "The caller's role may not do this",
-    404: "No such client, reminder or webhook visible to the caller",
-    409: "The occurrence is resolved, or its window closes too soon",
-    410: "The client was erased (client_erased): nothing new is written about them",
-    422: "Invalid input, naming the field",
-    503: "The database cannot be reached",
-}
-
-
-def answers(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The documented error answers of a route (every route also has 401, 422 and 503)."""
-    return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in sorted({401, 422, 503, *codes})}
+answers = ErrorAnswers(
+    {
+        404: "No such client, reminder or webhook visible to the caller",
+        409: "The occurrence is resolved, or its window closes too soon",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -87,12 +72,7 @@ class Services:
     secrets: SecretBox
 
 
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
-
-
-ServicesDep = Annotated[Services, Depends(services)]
+ServicesDep = Annotated[Services, Depends(from_app_state("services"))]
 AdminDep = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 
 
@@ -117,18 +97,10 @@ class ReminderPublic(BaseModel):
     @classmethod
     def of(cls, doc: Doc) -> ReminderPublic:
         return cls(
+            **pick(doc, "assignment_id", "occurrence_id", "title", "kind", "state", "due_at", "timezone"),
+            **pick(doc, "opens_at", "closes_at", "channels"),
             reminder_id=doc["_id"],
-            assignment_id=doc["assignment_id"],
-            occurrence_id=doc["occurrence_id"],
-            title=doc["title"],
-            kind=doc["kind"],
-            state=doc["state"],
-            due_at=doc["due_at"],
             due_local=to_local(doc["due_at"], doc["timezone"]).isoformat(timespec="minutes"),
-            timezone=doc["timezone"],
-            opens_at=doc["opens_at"],
-            closes_at=doc["closes_at"],
-            channels=doc["channels"],
             snoozed_until=doc.get("snoozed_until"),
         )
 

@@ -9,14 +9,14 @@ from fastapi import FastAPI
 
 from homework_reminder import api
 from homework_reminder.config import ReminderSettings
+from homework_reminder.consumers import assignment_events
 from homework_reminder.egress import EgressGuard, GuardedTransport
 from homework_reminder.firing import Firing
-from homework_reminder.handlers import Scheduler
 from homework_reminder.held import HeldEvents
 from homework_reminder.loops import Workers
-from homework_reminder.messaging import assignment_events
 from homework_reminder.metrics import ReminderMetrics
 from homework_reminder.store import CLIENT_DATA, Store
+from homework_reminder.usecases import Scheduler
 from homework_reminder.webhook import WebhookDelivery
 from homework_reminder.webhook_secrets import SecretBox, reseal
 from homework_shared.clock import Clock
@@ -44,7 +44,7 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
         settings,
         title=TITLE,
         version=VERSION,
-        routers=[api.router, export_part_router(CLIENT_DATA, api.ErrorBody), audit_part_router(api.ErrorBody)],
+        routers=[api.router, export_part_router(CLIENT_DATA), audit_part_router()],
     )
     rt = Runtime.build(settings, app.state.metrics_registry, stream="reminder", clock=clock)
     metrics = ReminderMetrics.on(app.state.metrics)

@@ -30,7 +30,7 @@ from typing import Literal
 
 from homework_shared.errors import Conflict
 from homework_shared.events import Channel, HomeworkKind, ReminderWish
-from homework_shared.occurrences import Interruption, Timeline, revised_segments
+from homework_shared.occurrences import Pause, Timeline, revised_segments
 from homework_shared.occurrences import Segment as ScheduleSegment
 from homework_shared.schedule import Occurrence, ScheduleT, to_local, to_utc
 
@@ -100,7 +100,7 @@ class Plan:
     version: int
     created_at: datetime
     segments: tuple[Segment, ...]
-    pauses: tuple[Interruption, ...] = ()
+    pauses: tuple[Pause, ...] = ()
     stopped_at: datetime | None = None
     stop_reason: StopReason | None = None
     reminders_from: datetime | None = None
@@ -127,7 +127,7 @@ class Plan:
         """The plan paused at ``at`` (unchanged when it is not active)."""
         if self.state != "active":
             return self
-        return replace(self, pauses=(*self.pauses, Interruption(at)))
+        return replace(self, pauses=(*self.pauses, Pause(at)))
 
     def resumed(self, at: datetime) -> Plan:
         """The plan resumed at ``at`` (unchanged when it is not paused)."""
@@ -136,7 +136,7 @@ class Plan:
         last = self.pauses[-1]
         return replace(
             self,
-            pauses=(*self.pauses[:-1], Interruption(last.start, max(at, last.start))),
+            pauses=(*self.pauses[:-1], Pause(last.start, max(at, last.start))),
             reminders_from=max(at, self.not_before),
         )
 

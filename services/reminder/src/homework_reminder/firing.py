@@ -31,9 +31,10 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from homework_reminder.config import ReminderSettings
-from homework_reminder.handlers import Scheduler
 from homework_reminder.store import EPOCH, Doc, Lease, Store
+from homework_reminder.usecases import Scheduler
 from homework_shared.clock import Clock
+from homework_shared.documents import pick
 from homework_shared.events import HomeworkEvent, OccurrenceMissed, ReminderSent
 from homework_shared.mongo import MongoClient, run_in_transaction
 from homework_shared.outbox import Outbox
@@ -204,29 +205,18 @@ class Firing:
 
 def sent_event(doc: Doc, now: datetime) -> ReminderSent:
     return ReminderSent(
-        client_id=doc["client_id"],
-        practice_id=doc["practice_id"],
+        **pick(doc, "client_id", "practice_id", "assignment_id", "occurrence_id", "due_at", "channels", "title"),
+        **pick(doc, "kind", "closes_at"),
         reminder_id=doc["_id"],
-        assignment_id=doc["assignment_id"],
-        occurrence_id=doc["occurrence_id"],
-        due_at=doc["due_at"],
-        channels=doc["channels"],
         sent_at=now,
-        title=doc["title"],
-        kind=doc["kind"],
-        closes_at=doc["closes_at"],
     )
 
 
 def missed_event(doc: Doc, now: datetime) -> OccurrenceMissed:
     return OccurrenceMissed(
-        client_id=doc["client_id"],
-        practice_id=doc["practice_id"],
-        assignment_id=doc["assignment_id"],
+        **pick(doc, "client_id", "practice_id", "assignment_id", "opens_at", "closes_at"),
         occurrence_id=doc["_id"],
         local_start=datetime.fromisoformat(doc["local_start"]),
-        opens_at=doc["opens_at"],
-        closes_at=doc["closes_at"],
         detected_at=now,
     )
 

@@ -19,9 +19,9 @@ from functools import partial
 
 from homework_reminder.config import ReminderSettings
 from homework_reminder.firing import Firing, lateness
-from homework_reminder.handlers import Scheduler
 from homework_reminder.metrics import ReminderMetrics
 from homework_reminder.store import FOLD_BATCH, Store
+from homework_reminder.usecases import Scheduler
 from homework_reminder.webhook import WebhookDelivery
 from homework_shared.clock import Clock
 from homework_shared.mongo import MongoClient, run_in_transaction

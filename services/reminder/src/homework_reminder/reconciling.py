@@ -1,6 +1,6 @@
 """The pure half of reconciling a plan: what must change so that the stored schedule matches the plan's rules.
 
-``Scheduler.reconcile`` (``handlers``) reads what is stored, asks :func:`occurrence_changes` which
+``Scheduler.reconcile`` (``usecases``) reads what is stored, asks :func:`occurrence_changes` which
 occurrences to insert, void or reopen and which reminders each open occurrence should have, reads
 the stored reminders of those occurrences, asks :func:`reminder_changes` which reminders to insert,
 revive, move or cancel, and writes the result through the store's lifecycle steps. Nothing here

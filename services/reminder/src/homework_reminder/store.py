@@ -36,7 +36,7 @@ from homework_shared.erasure import TOMBSTONE_REASON, TOMBSTONES
 from homework_shared.events import Channel, HomeworkKind, ReminderWish, Schedule
 from homework_shared.export import OPERATIONAL, ClientData, ClientKey, by_assignment, by_client
 from homework_shared.mongo import MongoClient, run_in_transaction
-from homework_shared.occurrences import Interruption
+from homework_shared.occurrences import Pause
 from homework_shared.read_audit import READ_AUDIT
 
 Doc = dict[str, Any]
@@ -575,7 +575,7 @@ def plan_from_doc(doc: Doc) -> Plan:
             )
             for s in doc["segments"]
         ),
-        pauses=tuple(Interruption(p["start"], p["end"]) for p in doc["pauses"]),
+        pauses=tuple(Pause(p["start"], p["end"]) for p in doc["pauses"]),
         stopped_at=doc["stopped_at"],
         stop_reason=doc["stop_reason"],
         reminders_from=doc["reminders_from"],

@@ -9,7 +9,17 @@ An outside subscriber needs only this package (``pip install homework-shared``):
 """
 
 from homework_shared.events.base import TOLERANT, ContractModel, HomeworkEvent, Stream
-from homework_shared.events.catalog import (
+from homework_shared.events.envelope import (
+    Envelope,
+    EventDecodeError,
+    KafkaRecord,
+    decode,
+    encode,
+    envelope,
+    new_event_id,
+    without_free_text,
+)
+from homework_shared.events.models import (
     EVENT_CLASSES,
     EVENTS_BY_TYPE,
     AdherenceAlertRaised,
@@ -31,16 +41,6 @@ from homework_shared.events.catalog import (
     ReminderScheduled,
     ReminderSent,
     ReminderSnoozed,
-)
-from homework_shared.events.envelope import (
-    Envelope,
-    EventDecodeError,
-    KafkaRecord,
-    decode,
-    encode,
-    envelope,
-    new_event_id,
-    without_free_text,
 )
 from homework_shared.events.topics import Topics
 from homework_shared.events.values import (

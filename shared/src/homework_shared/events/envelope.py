@@ -22,7 +22,7 @@ from typing import Any, Generic, Literal, TypeVar, get_args
 from pydantic import BaseModel, ValidationError
 
 from homework_shared.events.base import TOLERANT, HomeworkEvent
-from homework_shared.events.catalog import EVENTS_BY_TYPE
+from homework_shared.events.models import EVENTS_BY_TYPE
 from homework_shared.events.values import FREE_TEXT
 
 E = TypeVar("E", bound=HomeworkEvent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from homework_shared.events.base import HomeworkEvent
-from homework_shared.events.catalog import (
+from homework_shared.events.models import (
     AdherenceAlertRaised,
     AssignmentCancelled,
     AssignmentCreated,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from homework_shared.events.base import HomeworkEvent
-from homework_shared.events.catalog import EVENT_CLASSES
+from homework_shared.events.models import EVENT_CLASSES
 from homework_shared.events.values import LOCAL_DATE_TIME_PATTERN, LOCAL_TIME
 
 DEFAULT_DIR = Path("shared/schemas")

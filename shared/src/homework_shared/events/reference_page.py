@@ -1,6 +1,6 @@
 """Renders ``docs/events.md``, the subscriber's view of the contract, from the models themselves.
 
-``python -m homework_shared.events.catalogue docs/events.md`` (part of ``make docs``); a test
+``python -m homework_shared.events.reference_page docs/events.md`` (part of ``make docs``); a test
 fails when the committed page differs from what the models say.
 """
 
@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from homework_shared.events.catalog import EVENT_CLASSES
 from homework_shared.events.envelope import without_free_text
 from homework_shared.events.examples import EXAMPLES
+from homework_shared.events.models import EVENT_CLASSES
 from homework_shared.events.schemas import schema_of
 from homework_shared.events.values import FREE_TEXT, LOCAL_TIME
 

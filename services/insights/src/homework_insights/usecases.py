@@ -54,7 +54,7 @@ from homework_shared.events import (
     Schedule,
 )
 from homework_shared.events.values import Barrier
-from homework_shared.occurrences import Interruption, Segment
+from homework_shared.occurrences import Pause, Segment
 from homework_shared.schedule import parse_occurrence_id
 
 log = logging.getLogger(__name__)
@@ -123,10 +123,10 @@ def instant_of(event: Any) -> datetime:
 
 
 def plan_of(doc: Doc) -> Plan:
-    """The plan (segments and stops) an assignment document describes."""
+    """The plan (segments and pauses) an assignment document describes."""
     segments = tuple(Segment(s["from"], SCHEDULE.validate_python(s["schedule"])) for s in doc["segments"])
-    stops = tuple(Interruption(s["start"], s.get("end")) for s in doc.get("stops", []))
-    return Plan(doc["_id"], doc["created_at"], segments, stops)
+    pauses = tuple(Pause(s["start"], s.get("end")) for s in doc.get("stops", []))  # stored name, kept
+    return Plan(doc["_id"], doc["created_at"], segments, pauses)
 
 
 async def create_assignment(ctx: Context, event: AssignmentCreated) -> None:
@@ -197,7 +197,7 @@ async def revise(work: Work, old: Plan, event: AssignmentRevised) -> None:
     expansion(event.schedule)
     kept = [s for s in a["segments"] if s["from"] is None or s["from"] < at]
     segments = [*kept, {"from": at, "schedule": event.schedule.model_dump(mode="json")}]
-    new = Plan(old.assignment_id, old.created_at, plan_of({**a, "segments": segments}).segments, old.interruptions)
+    new = Plan(old.assignment_id, old.created_at, plan_of({**a, "segments": segments}).segments, old.pauses)
     await retally(work, old, new, at)
     for name, value in (
         ("segments", segments),
@@ -219,32 +219,31 @@ async def change_state(
     """Pause, resume, cancel or end: occurrences open then (unresolved) become void, per the platform rules."""
     a = work.a.doc
     state = a["state"]
-    stops = [dict(s) for s in a["stops"]]
+    pauses = [dict(s) for s in a["stops"]]  # stored name, kept
     if isinstance(event, AssignmentPaused):
         if state != "active":
             return
         at, new_state = event.paused_at, "paused"
-        stops.append({"start": at, "end": None})
+        pauses.append({"start": at, "end": None})
     elif isinstance(event, AssignmentResumed):
         if state != "paused":
             return
         at, new_state = event.resumed_at, "active"
-        open_stop = stops[-1]
-        open_stop["end"] = max(at, open_stop["start"])
-        at = open_stop["start"]
+        open_pause = pauses[-1]
+        open_pause["end"] = max(at, open_pause["start"])
+        at = open_pause["start"]
     else:
         if state in ("cancelled", "ended"):
             return
         at = event.cancelled_at if isinstance(event, AssignmentCancelled) else event.ended_at
         new_state = "cancelled" if isinstance(event, AssignmentCancelled) else "ended"
         if state != "paused":
-            stops.append({"start": at, "end": None})
+            pauses.append({"start": at, "end": None})
         work.a.set("ended_at", at)
     await catch_up(work, old, min(instant_of(event), work.ctx.now))
-    interruptions = tuple(Interruption(s["start"], s["end"]) for s in stops)
-    new = Plan(old.assignment_id, old.created_at, old.segments, interruptions)
+    new = Plan(old.assignment_id, old.created_at, old.segments, tuple(Pause(s["start"], s["end"]) for s in pauses))
     await retally(work, old, new, at)
-    work.a.set("stops", stops)
+    work.a.set("stops", pauses)
     work.a.set("state", new_state)
     work.a.set("active_until", new.active_until())
 

@@ -1,4 +1,4 @@
-"""The consumer's apply function (assignment and reminder streams) and the service's own metrics: thin."""
+"""The consumer's apply function (assignment and reminder streams): thin."""
 
 from __future__ import annotations
 
@@ -6,26 +6,18 @@ from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from homework_insights.config import Settings
-from homework_insights.handlers import apply_event
+from homework_insights.config import InsightsSettings
+from homework_insights.metrics import InsightsMetrics
 from homework_insights.store import MongoStore
 from homework_insights.unit_of_work import Context
+from homework_insights.usecases import apply_event
 from homework_shared.after_commit import now_or_after_commit
 from homework_shared.consumer import Apply
 from homework_shared.events import Envelope
-from homework_shared.observability import ServiceMetrics
 from homework_shared.service import Runtime
 
 
-class InsightsMetrics:
-    """Summaries generated and alerts raised (consumer lag, events applied and parked come from the shared consumer)."""
-
-    def __init__(self, metrics: ServiceMetrics) -> None:
-        self.summaries = metrics.counter("insights_summaries_generated_total", "Pre-session summaries generated")
-        self.alerts = metrics.counter("insights_alerts_raised_total", "Adherence alerts raised (one per episode)")
-
-
-def make_apply(rt: Runtime, settings: Settings, metrics: InsightsMetrics) -> Apply:
+def make_apply(rt: Runtime, settings: InsightsSettings, metrics: InsightsMetrics) -> Apply:
     """Fold each event into the figures inside the consumer's transaction; alerts go through the outbox."""
 
     async def apply(env: Envelope[Any], session: AsyncClientSession) -> None:

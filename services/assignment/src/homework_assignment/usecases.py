@@ -23,7 +23,7 @@ from homework_assignment.domain import (
     Resolution,
     assignment_not_found,
 )
-from homework_assignment.messaging import assignment_created, assignment_revised, status_changed
+from homework_assignment.events_out import assignment_created, assignment_revised, status_changed
 from homework_assignment.store import AssignmentStore, Doc, audit_entry, new_id
 from homework_shared.auth import Principal, can_see_client
 from homework_shared.clock import Clock
