@@ -45,7 +45,7 @@ run: install ## start the infrastructure (unless KAFKA_BOOTSTRAP_SERVERS/MONGODB
 docs: install ## regenerate the event schemas, docs/events.md and the AsyncAPI documents in docs/asyncapi/
 	$(PY) -m homework_shared.events.schemas write
 	$(PY) -m homework_shared.events.reference_page docs/events.md
-	$(PY) deploy/local/asyncapi_docs.py docs/asyncapi
+	ENVIRONMENT=development $(PY) deploy/local/asyncapi_docs.py docs/asyncapi
 
 schemas: install ## regenerate the published JSON Schemas (refuses breaking changes to a v1 type)
 	$(PY) -m homework_shared.events.schemas write
