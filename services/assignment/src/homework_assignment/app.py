@@ -88,42 +88,14 @@ def _openapi_with_local_times(app: FastAPI) -> Callable[[], dict[str, Any]]:
 def create(settings: AssignmentSettings | None = None, clock: Clock | None = None) -> FastAPI:
     """The assignment service's app; its lifespan connects MongoDB and Kafka and starts the relay and sweeper."""
     settings = settings or load_settings(AssignmentSettings)
-    app = create_app(
-        settings,
-        title=TITLE,
-        version=VERSION,
-        routers=[
-            router,
-            export.router,
-            erasure.router,
-            audit.router,
-            retention.router,
-            export_part_router(CLIENT_DATA),
-        ],
-    )
+    routers = [router, export.router, erasure.router, audit.router, retention.router, export_part_router(CLIENT_DATA)]
+    app = create_app(settings, title=TITLE, version=VERSION, routers=routers)
     rt = Runtime.build(settings, app.state.metrics_registry, stream="assignment", clock=clock)
     store = AssignmentStore(rt.db)
     handlers = AssignmentHandlers(store, rt.outbox, rt.mongo, rt.clock)
     metrics = AssignmentMetrics(app.state.metrics)
     sweeper = EndSweeper(handlers, settings.end_sweep_interval_s, metrics)
-    read_audit = ReadAudit(
-        rt.db,
-        "assignment",
-        rt.registry,
-        resolve=resolve_by(rt.db, "assignment_id", "assignments"),
-        enabled=settings.read_audit_enabled,
-    )
-    erasures = erasure.Erasures(rt.db, rt.mongo, rt.outbox, rt.clock)
-    erasure_step = ErasureStep(
-        "assignment", rt.db, CLIENT_DATA, rt.outbox, rt.registry, rt.clock.now, erasures.shred, read_audit
-    )
-    # The saga's events only: this service's own erasure step, and the other services' completions.
-    rt.consume(
-        ["assignment", "reminder", "insights"],
-        erasure_step.guard(None, erasures.on_completed),
-        batching=Batching(batch_size=100),
-    )
-    sealing = erasures if settings.include_free_text else None
+    read_audit, erasures, keeper = _data_rights(app, rt, settings)
     resolutions = ResolutionWriter(
         store,
         rt.outbox,
@@ -131,19 +103,13 @@ def create(settings: AssignmentSettings | None = None, clock: Clock | None = Non
         clock=rt.clock,
         batch_sizes=metrics.resolution_batch_sizes,
         recorded=metrics.resolutions,
-        erasures=sealing,
+        erasures=erasures if settings.include_free_text else None,  # free text sealed with the client's key
     )
     app.state.runtime = rt
     app.state.handlers = handlers
     app.state.sweeper = sweeper
     app.state.resolutions = resolutions
     app.state.assignment_metrics = metrics
-    app.state.erasures = erasures
-    keeper = retention.Retention(
-        erasures, rt.clock, settings.client_retention_days, settings.retention_sweep_interval_s, app.state.metrics
-    )
-    app.state.retention = keeper
-    app.state.read_audit = read_audit
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.openapi = _openapi_with_local_times(app)  # type: ignore[method-assign]
 
@@ -169,3 +135,33 @@ def create(settings: AssignmentSettings | None = None, clock: Clock | None = Non
         return rt.asyncapi(TITLE, VERSION)
 
     return app
+
+
+def _data_rights(
+    app: FastAPI, rt: Runtime, settings: AssignmentSettings
+) -> tuple[ReadAudit, erasure.Erasures, retention.Retention]:
+    """The read audit, the erasure saga (requests, this service's step, the others' completions) and retention."""
+    read_audit = ReadAudit(
+        rt.db,
+        "assignment",
+        rt.registry,
+        resolve=resolve_by(rt.db, "assignment_id", "assignments"),
+        enabled=settings.read_audit_enabled,
+    )
+    erasures = erasure.Erasures(rt.db, rt.mongo, rt.outbox, rt.clock)
+    erasure_step = ErasureStep(
+        "assignment", rt.db, CLIENT_DATA, rt.outbox, rt.registry, rt.clock.now, erasures.shred, read_audit
+    )
+    # The saga's events only: this service's own erasure step, and the other services' completions.
+    rt.consume(
+        ["assignment", "reminder", "insights"],
+        erasure_step.guard(None, erasures.on_completed),
+        batching=Batching(batch_size=100),
+    )
+    keeper = retention.Retention(
+        erasures, rt.clock, settings.client_retention_days, settings.retention_sweep_interval_s, app.state.metrics
+    )
+    app.state.erasures = erasures
+    app.state.retention = keeper
+    app.state.read_audit = read_audit
+    return read_audit, erasures, keeper

@@ -57,9 +57,7 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
     consume_assignments(rt, settings, erasure.guard(assignment_events(scheduler, held)))
     egress = EgressGuard(allow_private=settings.webhook_allow_private_networks)
     secrets = SecretBox.from_settings(settings)
-    http = httpx.AsyncClient(
-        transport=GuardedTransport(egress), timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False
-    )
+    http = _webhook_client(settings, egress)
     workers = Workers(
         store=store,
         mongo=rt.mongo,
@@ -98,3 +96,10 @@ def create(settings: ReminderSettings | None = None, clock: Clock | None = None)
         return rt.asyncapi(TITLE, VERSION)
 
     return app
+
+
+def _webhook_client(settings: ReminderSettings, egress: EgressGuard) -> httpx.AsyncClient:
+    """The HTTP client of webhook deliveries: every connection through the egress guard, no redirects, no proxies."""
+    return httpx.AsyncClient(
+        transport=GuardedTransport(egress), timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False
+    )
