@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import AwareDatetime, BaseModel, Field
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from homework_shared.auth import Principal, PrincipalDep, Role
 from homework_shared.auth.deps import require_role
@@ -43,6 +44,7 @@ from homework_shared.observability import current_request_id, current_trace_id
 from homework_shared.tasks import stop_task
 
 log = logging.getLogger(__name__)
+DUPLICATE_KEY = 11000
 
 READ_AUDIT = "read_audit"
 READ_AUDIT_REASON = (
@@ -167,7 +169,7 @@ class ReadAudit:
                 if self.resolve is not None:
                     await self.resolve([doc for doc in batch if doc["client_id"] is None])
                 await self._pseudonymise_erased(batch)
-                await self.collection.insert_many(batch, ordered=False)
+                await self._insert(batch)
             except BaseException:
                 self._pending[:0] = batch
                 overflow = len(self._pending) - self.max_pending
@@ -180,6 +182,16 @@ class ReadAudit:
             self.recorded.inc(len(batch))
             written += len(batch)
         return written
+
+    async def _insert(self, batch: list[Doc]) -> None:
+        """Insert ``batch``; entries already there are not an error (an earlier try was written but not answered:
+        a timeout, or a shutdown cancelling the writer mid-write, puts the batch back and it is written again)."""
+        try:
+            await self.collection.insert_many(batch, ordered=False)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
 
     async def _pseudonymise_erased(self, batch: list[Doc]) -> None:
         """Entries about a client erased here name them by pseudonym only: the id must not come back."""

@@ -67,6 +67,9 @@ async def system(infra: Infra) -> AsyncIterator[System]:
         "topic_prefix": prefix,
         "topic_partitions": 1,
         "log_format": "console",
+        # One record per transaction: records applied together (group commit) get one span in a trace of its
+        # own, linked to each producer (test_observability covers that), and this test follows one trace.
+        "consumer_group_size": 1,
     }
     reminder_group, insights_group = f"{prefix}-reminder", f"{prefix}-insights"
     apps = [

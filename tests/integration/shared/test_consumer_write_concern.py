@@ -10,7 +10,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient, monitoring
 
-from homework_shared.consumer import ConsumerMetrics, EventConsumer
+from homework_shared.consumer import ConsumerMetrics, EventConsumer, Subscription
 from homework_shared.events import AssignmentPaused, envelope
 from tests.conftest import unique
 from tests.infra import Infra
@@ -45,9 +45,7 @@ async def test_an_applied_event_is_committed_with_write_concern_majority(infra: 
         broker=KafkaBroker("127.0.0.1:9"),  # never started: the apply path alone is exercised
         client=client,
         db=db,
-        topics=[unique("topic")],
-        group=unique("group"),
-        dead_letter_topic=unique("dlq"),
+        subscription=Subscription(topics=(unique("topic"),), group=unique("group"), dead_letter_topic=unique("dlq")),
         apply=apply,
         metrics=ConsumerMetrics(CollectorRegistry()),
     )

@@ -117,6 +117,7 @@ def create(settings: AssignmentSettings | None = None, clock: Clock | None = Non
         await store.ensure_indexes()
         await erasures.ensure_indexes()
         await read_audit.ensure_indexes()
+        await keeper.ensure_indexes()
         read_audit.start()
         keeper.start()
         sweeper.start()

@@ -81,6 +81,9 @@ class Retention:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
+    async def ensure_indexes(self) -> None:
+        await self.db[PRACTICE_RETENTION].create_index("days", name="by_days")  # shortest_days
+
     async def days_of(self, practice_id: str) -> tuple[float, bool]:
         doc = await self.db[PRACTICE_RETENTION].find_one({"_id": practice_id})
         return (float(doc["days"]), False) if doc else (self.default_days, True)
@@ -103,25 +106,41 @@ class Retention:
             return False
         return result.matched_count == 1 or result.upserted_id is not None
 
-    async def last_activity(self) -> dict[tuple[str, str], datetime]:
-        """The latest activity of every client with data here."""
+    async def last_activity(self, cutoff: datetime) -> dict[tuple[str, str], datetime]:
+        """The latest activity of every client who has an assignment not updated since ``cutoff``.
+
+        Only those can be past retention (a client's last activity is at least their newest assignment's
+        ``updated_at``). Every read is indexed: the candidates by ``updated_at``, then per candidate the newest
+        assignment and resolution by (practice, client, time); never a scan of every client's records.
+        """
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"updated_at": {"$lte": cutoff}}},
+            {"$group": {"_id": {"p": "$practice_id", "c": "$client_id"}}},
+        ]
         latest: dict[tuple[str, str], datetime] = {}
-        for collection, field in (("assignments", "$updated_at"), ("resolutions", "$recorded_at")):
-            pipeline = [
-                {"$group": {"_id": {"p": "$practice_id", "c": "$client_id"}, "last": {"$max": field}}},
-            ]
-            async for row in await self.db[collection].aggregate(pipeline):
-                key = (row["_id"]["p"], row["_id"]["c"])
-                if row["last"] is not None and (key not in latest or row["last"] > latest[key]):
-                    latest[key] = row["last"]
+        async for row in await self.db["assignments"].aggregate(pipeline):
+            key = (row["_id"]["p"], row["_id"]["c"])
+            for collection, field in (("assignments", "updated_at"), ("resolutions", "recorded_at")):
+                newest = await self.db[collection].find_one(
+                    {"practice_id": key[0], "client_id": key[1]}, {field: 1}, sort=[(field, -1)]
+                )
+                at = None if newest is None else newest.get(field)
+                if at is not None and (key not in latest or at > latest[key]):
+                    latest[key] = at
         return latest
+
+    async def shortest_days(self) -> float:
+        """The shortest retention of any practice (the default, or a shorter one an admin set): the sweep's horizon."""
+        shortest = await self.db[PRACTICE_RETENTION].find_one({}, {"days": 1}, sort=[("days", 1)])
+        return min(self.default_days, float(shortest["days"])) if shortest else self.default_days
 
     async def sweep(self) -> int:
         """Request the erasure of every client past their practice's retention; returns how many were requested."""
         now = self.clock.now()
         days: dict[str, float] = {}
         requested = 0
-        for (practice_id, client_id), last in sorted((await self.last_activity()).items()):
+        cutoff = now - timedelta(days=await self.shortest_days())
+        for (practice_id, client_id), last in sorted((await self.last_activity(cutoff)).items()):
             if practice_id not in days:
                 days[practice_id] = (await self.days_of(practice_id))[0]
             if last.tzinfo is None:  # stored as UTC

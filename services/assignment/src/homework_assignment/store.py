@@ -221,6 +221,14 @@ class AssignmentStore:
             name="history_by_assignment",
         )
         await self.audit_log.create_index([("assignment_id", ASCENDING), ("_id", ASCENDING)], name="by_assignment")
+        # The retention sweep (retention.py): candidates by age, then each client's newest assignment and resolution.
+        await self.assignments.create_index([("updated_at", ASCENDING)], name="by_update")
+        await self.assignments.create_index(
+            [("practice_id", ASCENDING), ("client_id", ASCENDING), ("updated_at", DESCENDING)], name="client_updates"
+        )
+        await self.resolutions.create_index(
+            [("practice_id", ASCENDING), ("client_id", ASCENDING), ("recorded_at", DESCENDING)], name="client_records"
+        )
 
     # ------------------------------------------------------------ assignments
 
