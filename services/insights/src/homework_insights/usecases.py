@@ -54,7 +54,7 @@ from homework_shared.events import (
     Schedule,
 )
 from homework_shared.events.values import Barrier
-from homework_shared.occurrences import Pause, Segment
+from homework_shared.occurrences import Pause, Segment, revised_segments
 from homework_shared.schedule import parse_occurrence_id
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,10 @@ async def revise(work: Work, old: Plan, event: AssignmentRevised) -> None:
     at = event.revised_at
     await catch_up(work, old, min(at, work.ctx.now))
     expansion(event.schedule)
-    kept = [s for s in a["segments"] if s["from"] is None or s["from"] < at]
+    # Which stored segments stay: the shared rule (homework_shared.occurrences.revised_segments) decides.
+    stored = [(doc, Segment(doc["from"], SCHEDULE.validate_python(doc["schedule"]))) for doc in a["segments"]]
+    staying = {id(seg) for seg in revised_segments([seg for _, seg in stored], Segment(at, event.schedule))}
+    kept = [doc for doc, seg in stored if id(seg) in staying]
     segments = [*kept, {"from": at, "schedule": event.schedule.model_dump(mode="json")}]
     new = Plan(old.assignment_id, old.created_at, plan_of({**a, "segments": segments}).segments, old.pauses)
     await retally(work, old, new, at)
