@@ -196,7 +196,7 @@ PROPERTY_SETTINGS: dict[str, Any] = {
 
 # derandomize: the same 60 cases on every run, so a CI run never fails on a case nobody can reproduce. A random
 # search found one disagreement, open (see docs/architecture.md, "Known gap"): a once occurrence paused at its
-# exact close instant, then revised to another zone, is counted due by the insights fold but void by the rules.
+# exact close instant, then revised to another zone, is counted due by the insights fold but not missed by the rules.
 @settings(**PROPERTY_SETTINGS)
 @given(schedule=schedules(), created_hours_before=st.integers(-24, 72), history=histories)
 def test_the_three_services_agree_on_what_exists_is_void_stopped_and_missed(
