@@ -23,6 +23,8 @@ T = TypeVar("T")
 # plain-text Kafka and MongoDB. Tests run on a local plain-text stack: say so explicitly, for every
 # settings object built here and every service process started from here (they inherit it).
 os.environ["ENVIRONMENT"] = "development"
+# Tests read spans through an in-memory recorder: record them although no OTLP endpoint is set.
+os.environ.setdefault("OTEL_TRACES_SAMPLER", "always_on")
 
 TIERS = ("unit", "integration", "contracts", "e2e")
 

@@ -4,7 +4,8 @@ Traces are the OpenTelemetry SDK's, configured by the standard ``OTEL_*`` variab
 (``configure_tracing``): ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) turns on the
 OTLP/HTTP exporter, ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES`` name the service,
 ``OTEL_TRACES_SAMPLER(_ARG)`` sample, ``OTEL_SDK_DISABLED=true`` turns tracing off. With no endpoint
-nothing is exported: spans still get ids (log lines and events carry them) and are dropped on end.
+(and no sampler set) nothing is recorded or exported: spans are non-recording, yet still get trace ids
+(log lines and events carry them).
 
 OTLP over HTTP/protobuf, not gRPC: the collector's default receiver either way (port 4318), but no
 ``grpcio`` (a large native wheel that does not survive ``fork``) and it passes plain HTTP proxies.
@@ -83,17 +84,26 @@ def configure_tracing(service_name: str) -> None:
     from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    preset = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    exporting = _otlp_wanted(os.environ)
+    # Nothing exported and no sampler asked for: record nothing. Spans are then non-recording, which still
+    # make and propagate trace ids (log lines and events carry them), at next to no cost; recording every
+    # span only to drop it cost 40% of completions/s (docs/benchmarks.md, tracing).
+    recording = preset or exporting or bool(os.environ.get("OTEL_TRACES_SAMPLER"))
+    if not preset:
         named = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: f"homework-{service_name}"}
-        provider = TracerProvider(resource=Resource.create(named))  # the sampler comes from OTEL_TRACES_SAMPLER
-        if _otlp_wanted(os.environ):
+        sampling: dict[str, Any] = {} if recording else {"sampler": ALWAYS_OFF}  # else OTEL_TRACES_SAMPLER's
+        provider = TracerProvider(resource=Resource.create(named), **sampling)
+        if exporting:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(provider)
-    PymongoInstrumentor().instrument()
+    if recording:
+        PymongoInstrumentor().instrument()
 
 
 def _otlp_wanted(env: Mapping[str, str]) -> bool:
