@@ -380,6 +380,7 @@ CLIENT_DATA = ClientData(
         "erasures": "the record of each erasure (who asked, when, what was removed), the client pseudonymised: "
         "kept as documentation of the erasure (docs/data-rights.md)",
         "client_keys": "each client's key for sealed free text in events: a key, not data; deleted on erasure",
+        "practice_retention": "each practice's retention period (days, who set it): a practice setting",
     },
     assignments="assignments",
 )
