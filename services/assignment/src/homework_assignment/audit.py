@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from homework_assignment.config import AssignmentSettings
-from homework_assignment.export import PartUnavailable, _hop_headers
+from homework_assignment.export import PartUnavailable, get_part
 from homework_shared.auth import Principal
 from homework_shared.cursors import encode_cursor
 from homework_shared.http import ErrorAnswers
@@ -57,15 +57,7 @@ async def fetch_audit_part(
     if q.after is not None:
         params["cursor"] = encode_cursor(q.after)
     url = f"{base_url.rstrip('/')}/v1/audit-part?{urlencode(params)}"
-    try:
-        response = await http.get(url, headers=_hop_headers(token))
-    except httpx.HTTPError as error:
-        raise PartUnavailable(
-            "audit_part_unavailable",
-            f"the {service} service could not be reached for its part of the audit ({type(error).__name__})",
-            503,
-            headers={"Retry-After": "5"},
-        ) from None
+    response = await get_part(http, service, url, token, "audit")
     if response.status_code != 200:
         raise PartUnavailable(
             "audit_part_failed",

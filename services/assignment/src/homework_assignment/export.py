@@ -61,15 +61,7 @@ _RESPONSES = ErrorAnswers(
 async def fetch_part(http: httpx.AsyncClient, service: str, base_url: str, client_id: str, token: str) -> ExportPart:
     """One service's part, fetched with the caller's token; raises ``PartUnavailable`` naming the service."""
     url = f"{base_url.rstrip('/')}/v1/clients/{quote(client_id, safe='')}/export-part"
-    try:
-        response = await http.get(url, headers=_hop_headers(token))
-    except httpx.HTTPError as error:
-        raise PartUnavailable(
-            "export_part_unavailable",
-            f"the {service} service could not be reached for its part of the export ({type(error).__name__})",
-            503,
-            headers={"Retry-After": "5"},
-        ) from None
+    response = await get_part(http, service, url, token, "export")
     if response.status_code == 413:
         raise ExportTooLarge("export_too_large", f"the {service} service: {_message(response)}")
     if response.status_code != 200:
@@ -83,6 +75,20 @@ async def fetch_part(http: httpx.AsyncClient, service: str, base_url: str, clien
     except ValidationError:
         raise PartUnavailable(
             "export_part_failed", f"the {service} service answered its part of the export in an unknown shape", 502
+        ) from None
+
+
+async def get_part(http: httpx.AsyncClient, service: str, url: str, token: str, what: str) -> httpx.Response:
+    """GET one service's part of a gathered answer (``what``: export, audit) with the caller's token and this
+    request's ids; a service that cannot be reached raises ``PartUnavailable`` (503) naming it."""
+    try:
+        return await http.get(url, headers=_hop_headers(token))
+    except httpx.HTTPError as error:
+        raise PartUnavailable(
+            f"{what}_part_unavailable",
+            f"the {service} service could not be reached for its part of the {what} ({type(error).__name__})",
+            503,
+            headers={"Retry-After": "5"},
         ) from None
 
 
