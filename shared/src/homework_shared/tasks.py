@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -31,3 +32,38 @@ async def stop_task(task: asyncio.Task[Any] | None, *, timeout: float = 5.0) -> 
     if not task.cancelled() and task.exception() is not None:
         log.warning("task %s ended with an error", task.get_name(), exc_info=task.exception())
     return True
+
+
+class Periodic:
+    """Runs ``step`` every ``interval_s`` seconds in the background, from ``start`` to ``stop``.
+
+    A step that fails is logged with ``failure`` and tried again at the next interval; ``stop``
+    cancels a step in progress (its transaction, if any, rolls back).
+    """
+
+    def __init__(self, name: str, interval_s: float, step: Callable[[], Awaitable[Any]], failure: str) -> None:
+        self.name = name
+        self.interval_s = interval_s
+        self.step = step
+        self.failure = failure
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await stop_task(self._task)
+        self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning(self.failure, exc_info=True)
+            await asyncio.sleep(self.interval_s)

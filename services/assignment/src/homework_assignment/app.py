@@ -3,7 +3,6 @@ and the sweep that ends assignments whose schedule is over. Nothing connects unt
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +27,7 @@ from homework_shared.http import create_app
 from homework_shared.read_audit import ReadAudit, resolve_by
 from homework_shared.service import Runtime
 from homework_shared.settings import load_settings
-from homework_shared.tasks import stop_task
+from homework_shared.tasks import Periodic
 
 TITLE = "Homework assignment service"
 VERSION = "1.0.0"
@@ -41,31 +40,21 @@ class EndSweeper:
 
     def __init__(self, handlers: AssignmentHandlers, interval_s: float, metrics: AssignmentMetrics) -> None:
         self.handlers = handlers
-        self.interval_s = interval_s
         self.ended = metrics.ended_by_schedule
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self.loop = Periodic(
+            "end-sweeper", interval_s, self.sweep, "ending finished assignments failed; next sweep retries"
+        )
+
+    async def sweep(self) -> None:
+        self.ended.inc(await self.handlers.end_finished_assignments())
 
     def start(self) -> None:
         """Start sweeping in the background."""
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="end-sweeper")
+        self.loop.start()
 
     async def stop(self) -> None:
         """Stop sweeping (a sweep in progress is cancelled; its transaction rolls back)."""
-        self._stopping = True
-        await stop_task(self._task)
-        self._task = None
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                self.ended.inc(await self.handlers.end_finished_assignments())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("ending finished assignments failed; next sweep retries", exc_info=True)
-            await asyncio.sleep(self.interval_s)
+        await self.loop.stop()
 
 
 async def _invalid_input(request: Request, exc: Exception) -> JSONResponse:

@@ -11,7 +11,6 @@ as an admin's, and a client already erased is a replay that changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -29,7 +28,7 @@ from homework_shared.errors import NotFound
 from homework_shared.http import ErrorAnswers, from_app_state
 from homework_shared.ids import PathId
 from homework_shared.observability import ServiceMetrics
-from homework_shared.tasks import stop_task
+from homework_shared.tasks import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +77,9 @@ class Retention:
         self.erased = metrics.counter(
             "clients_erased_by_retention_total", "Erasures requested by the retention sweeper"
         )
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self.loop = Periodic(
+            "retention-sweeper", interval_s, self._step, "the retention sweep failed; the next one retries"
+        )
 
     async def ensure_indexes(self) -> None:
         await self.db[PRACTICE_RETENTION].create_index("days", name="by_days")  # shortest_days
@@ -154,25 +154,15 @@ class Retention:
         return requested
 
     def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="retention-sweeper")
+        self.loop.start()
 
     async def stop(self) -> None:
-        self._stopping = True
-        await stop_task(self._task)
-        self._task = None
+        await self.loop.stop()
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                requested = await self.sweep() if await self._take_lease() else 0
-                if requested:
-                    log.info("retention: erasure requested", extra={"clients": requested})
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("the retention sweep failed; the next one retries", exc_info=True)
-            await asyncio.sleep(self.interval_s)
+    async def _step(self) -> None:
+        requested = await self.sweep() if await self._take_lease() else 0
+        if requested:
+            log.info("retention: erasure requested", extra={"clients": requested})
 
 
 RetentionDep = Annotated[Retention, Depends(from_app_state("retention"))]
